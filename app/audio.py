@@ -1,0 +1,269 @@
+"""Audio: decode any common format, mix to mono, resample, cut a window, compute a log-mel spectrogram.
+
+Plain PCM/float WAV is read with SciPy (fast path); everything else (FLAC, OGG/Opus, MP3, M4A,
+WebM/Opus as browsers record) is decoded by FFmpeg through PyAV. The spectrogram is NumPy/SciPy
+only, so serving never needs TensorFlow.
+
+Example:
+    >>> from app.audio import audio_features
+    >>> from app.config import AudioConfig
+    >>> audio_features("yes.wav", AudioConfig()).shape  # doctest: +SKIP
+    (98, 40)
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+import scipy.io.wavfile
+import scipy.signal
+
+from app.config import AudioConfig
+from app.errors import InputError
+
+EXPECTED_AUDIO = "expected audio: wav, flac, ogg, opus, mp3, m4a, webm"
+AudioSource = str | Path | bytes | bytearray | memoryview
+
+
+def describe_source(source: AudioSource) -> str:
+    """A short description of an input for error messages ("a 0-byte file", "'x.pdf'")."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"{len(source):,} bytes"
+    return f"'{Path(source).name}'"
+
+
+def read_source_bytes(source: AudioSource, max_bytes: int | None = None) -> bytes:
+    """The bytes of a path or byte string; InputError when missing, empty or larger than max_bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"no such file: {path}")
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise InputError(
+                f"received a {size / 1e6:.0f} MB file '{path.name}'; the limit is {max_bytes / 1e6:.0f} MB"
+            )
+        data = path.read_bytes()
+    if not data:
+        raise InputError(f"received a 0-byte file; {EXPECTED_AUDIO}")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(f"received {len(data) / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    return data
+
+
+def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.0) -> np.ndarray:
+    """Decode a file or byte string to a mono float32 waveform at `sample_rate`.
+
+    Args:
+        source: a path or the file's bytes, in any format FFmpeg reads.
+        sample_rate: output rate in Hz.
+        max_seconds: longer audio is rejected (a small compressed file must not expand into gigabytes).
+
+    Returns:
+        Waveform of shape (samples,), float32 in [-1, 1].
+
+    Raises:
+        InputError: empty, corrupt, not audio, no samples, non-finite samples or too long.
+    """
+    data = read_source_bytes(source)
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        waveform = _decode_wav(data, sample_rate, max_seconds, source)
+        if waveform is not None:
+            return waveform
+    return _decode_with_pyav(data, sample_rate, max_seconds, source)
+
+
+def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray | None:
+    """SciPy's WAV reader for PCM and float WAV; None for WAV codecs it does not know (PyAV then)."""
+    try:
+        file_rate, samples = scipy.io.wavfile.read(io.BytesIO(data))
+    except ValueError as error:  # unknown codec (ADPCM, µ-law …) or malformed chunk: let FFmpeg try
+        if "Unknown wave file format" in str(error) or "not supported" in str(error):
+            return None
+        raise InputError(f"{describe_source(source)} is not a readable WAV file ({error}); {EXPECTED_AUDIO}") from None
+    except Exception as error:
+        raise InputError(f"{describe_source(source)} is a damaged WAV file ({error}); {EXPECTED_AUDIO}") from None
+    if samples.ndim == 2 and samples.shape[1] == 0:
+        raise InputError(f"{describe_source(source)} has zero audio channels; {EXPECTED_AUDIO}")
+    if file_rate <= 0:
+        raise InputError(f"{describe_source(source)} declares a sample rate of {file_rate} Hz")
+    if samples.shape[0] > max_seconds * file_rate:
+        raise InputError(
+            f"{describe_source(source)} lasts {samples.shape[0] / file_rate:.0f} s; the limit is {max_seconds:.0f} s"
+        )
+    waveform = _to_float(samples)
+    if waveform.ndim == 2:
+        waveform = waveform.mean(axis=1)
+    return _finish(resample(waveform, file_rate, sample_rate), source)
+
+
+def _to_float(samples: np.ndarray) -> np.ndarray:
+    """Integer or float PCM samples as float32 in [-1, 1] (8-bit WAV is unsigned)."""
+    if samples.dtype == np.uint8:
+        return (samples.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(samples.dtype, np.integer):
+        return samples.astype(np.float32) / float(-np.iinfo(samples.dtype).min)
+    return samples.astype(np.float32, copy=False)
+
+
+def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray:
+    """Decode with FFmpeg (PyAV), which also mixes to mono and resamples."""
+    import av  # PyAV loads FFmpeg's libraries; imported on first use only
+
+    max_samples = int(max_seconds * sample_rate)
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise InputError(f"{describe_source(source)} has no audio stream; {EXPECTED_AUDIO}")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks: list[np.ndarray] = []
+            total = 0
+            for frame in container.decode(stream):
+                for resampled in resampler.resample(frame):
+                    chunk = resampled.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += chunk.size
+                if total > max_samples:
+                    raise InputError(f"{describe_source(source)} lasts more than {max_seconds:.0f} s; shorten it")
+            for resampled in resampler.resample(None):
+                chunks.append(resampled.to_ndarray().reshape(-1))
+    except InputError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, OSError, UnicodeDecodeError) as error:
+        if isinstance(error, av.error.InvalidDataError):
+            reason = "not a recognised audio format"
+        else:
+            reason = getattr(error, "strerror", None) or str(error)[:120]
+        raise InputError(
+            f"{describe_source(source)} could not be decoded as audio ({reason}); {EXPECTED_AUDIO}"
+        ) from None
+    waveform = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return _finish(waveform.astype(np.float32, copy=False), source)
+
+
+def _finish(waveform: np.ndarray, source: AudioSource) -> np.ndarray:
+    if waveform.size == 0:
+        raise InputError(f"{describe_source(source)} contains no audio samples; {EXPECTED_AUDIO}")
+    if not np.all(np.isfinite(waveform)):
+        raise InputError(f"{describe_source(source)} contains invalid samples (NaN or infinity)")
+    return np.clip(waveform, -1.0, 1.0)
+
+
+def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling of a (samples,) waveform from `from_rate` to `to_rate` Hz."""
+    if from_rate == to_rate:
+        return waveform.astype(np.float32, copy=False)
+    divisor = np.gcd(int(from_rate), int(to_rate))
+    resampled = scipy.signal.resample_poly(waveform, to_rate // divisor, from_rate // divisor)
+    return resampled.astype(np.float32)
+
+
+def fit_window(waveform: np.ndarray, config: AudioConfig) -> np.ndarray:
+    """A (clip_samples,) window: short clips are centred in silence, long ones cut at their loudest part."""
+    length = config.clip_samples
+    if waveform.size == length:
+        return waveform.astype(np.float32, copy=False)
+    if waveform.size < length:
+        padded = np.zeros(length, np.float32)
+        start = (length - waveform.size) // 2
+        padded[start : start + waveform.size] = waveform
+        return padded
+    step = max(1, config.hop_length)
+    energy = np.concatenate([[0.0], np.cumsum(waveform.astype(np.float64) ** 2)])
+    starts = np.arange(0, waveform.size - length + 1, step)
+    best = int(starts[np.argmax(energy[starts + length] - energy[starts])])
+    return waveform[best : best + length].astype(np.float32, copy=False)
+
+
+def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale: 1127 · ln(1 + f / 700)."""
+    return 1127.0 * np.log1p(np.asarray(frequency, dtype=np.float64) / 700.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """Triangular mel weights of shape (n_fft // 2 + 1, n_mels), interpolated on the mel scale.
+
+    The same construction as `tf.signal.linear_to_mel_weight_matrix` (the DC bin gets no weight),
+    so features match TensorFlow's audio tutorials; a test checks it against TensorFlow.
+    """
+    n_bins = n_fft // 2 + 1
+    bin_mels = hertz_to_mel(np.linspace(0.0, sample_rate / 2.0, n_bins))[1:, None]
+    edges = np.linspace(hertz_to_mel(f_min), hertz_to_mel(f_max), n_mels + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bin_mels - lower) / (center - lower)
+    falling = (upper - bin_mels) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights = np.vstack([np.zeros((1, n_mels)), weights]).astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=8)
+def _window(n_fft: int) -> np.ndarray:
+    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+
+
+def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: int = 64) -> np.ndarray:
+    """Log-mel spectrograms of one or many equal-length windows, vectorised over the batch.
+
+    Args:
+        waveforms: (samples,) or (batch, samples) float32 at `config.sample_rate`.
+        config: STFT and mel settings.
+        chunk_size: clips transformed together; small chunks stay in the CPU cache.
+
+    Returns:
+        (time, n_mels) or (batch, time, n_mels) float32 in dB relative to each clip's loudest
+        bin: 0 at the maximum, floored at -top_db. A clip's level does not change its features.
+    """
+    single = np.ndim(waveforms) == 1
+    batch = np.atleast_2d(np.asarray(waveforms, dtype=np.float32))
+    output = np.empty(
+        (batch.shape[0], 1 + (batch.shape[1] - config.n_fft) // config.hop_length, config.n_mels), np.float32
+    )
+    # Squared real and imaginary parts sit side by side, so one product sums them into mel power.
+    weights = np.repeat(
+        mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max), 2, 0
+    )
+    window = _window(config.n_fft)
+    for start in range(0, batch.shape[0], chunk_size):
+        chunk = batch[start : start + chunk_size]
+        frames = np.lib.stride_tricks.sliding_window_view(chunk, config.n_fft, axis=-1)[:, :: config.hop_length]
+        spectrum = scipy.fft.rfft(frames * window, axis=-1).view(np.float32)
+        np.square(spectrum, out=spectrum)
+        decibels = np.log10(np.maximum(spectrum @ weights, 1e-10))
+        decibels *= 10.0
+        decibels -= decibels.max(axis=(1, 2), keepdims=True)
+        np.maximum(decibels, -config.top_db, out=output[start : start + chunk_size])
+    return output[0] if single else output
+
+
+def audio_features(source: AudioSource | np.ndarray, config: AudioConfig) -> np.ndarray:
+    """Decode (or take a waveform at `config.sample_rate`), window and convert: (time, n_mels) dB."""
+    if isinstance(source, np.ndarray):
+        waveform = validate_waveform(source)
+    else:
+        waveform = decode_audio(source, config.sample_rate, config.max_decoded_seconds)
+    return log_mel_spectrogram(fit_window(waveform, config), config)
+
+
+def validate_waveform(waveform: np.ndarray) -> np.ndarray:
+    """A user's array as a finite mono float32 waveform (samples,); InputError otherwise."""
+    array = np.asarray(waveform)
+    if array.ndim == 2 and 1 in array.shape:
+        array = array.reshape(-1)
+    if array.ndim != 1 or array.size == 0:
+        raise InputError(f"expected a mono waveform of shape (samples,); received an array of shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"expected a numeric waveform; received dtype {array.dtype}")
+    array = _to_float(array) if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise InputError("the waveform contains invalid samples (NaN or infinity)")
+    return np.clip(array, -1.0, 1.0)

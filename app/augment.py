@@ -1,0 +1,126 @@
+"""Training-time augmentation in NumPy: waveform variants for audio, batch-level masks and shifts.
+
+Waveform variants (made once per run) imitate what a microphone adds: the word anywhere in the
+window, faster or slower speech, background noise at random loudness, and a browser's Opus codec.
+Batch augmentation (every epoch) adds SpecAugment masks and small time shifts for spectrograms and
+small translations (and optional flips) for images.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import scipy.signal
+
+from app.audio import fit_window
+from app.config import AudioConfig
+
+OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
+
+
+def colored_noise(rng: np.random.Generator, samples: int) -> np.ndarray:
+    """White, pink or brown noise (samples,) with unit peak, chosen at random."""
+    white = rng.standard_normal(samples)
+    exponent = rng.choice([0.0, 1.0, 2.0])  # power ∝ 1 / f^exponent
+    spectrum = np.fft.rfft(white)
+    frequencies = np.maximum(np.arange(spectrum.size), 1)
+    noise = np.fft.irfft(spectrum / frequencies ** (exponent / 2), n=samples)
+    return (noise / (np.max(np.abs(noise)) + 1e-12)).astype(np.float32)
+
+
+def mix_noise(
+    rng: np.random.Generator, waveform: np.ndarray, noise_bank: list[np.ndarray], snr_db: float
+) -> np.ndarray:
+    """The waveform plus a random noise excerpt scaled to a signal-to-noise ratio in dB."""
+    if noise_bank and rng.random() < 0.7:
+        source = noise_bank[rng.integers(len(noise_bank))]
+        start = rng.integers(0, max(1, source.size - waveform.size))
+        noise = np.resize(source[start : start + waveform.size], waveform.size)
+    else:
+        noise = colored_noise(rng, waveform.size)
+    signal_power = float(np.mean(waveform**2)) + 1e-12
+    noise_power = float(np.mean(noise**2)) + 1e-12
+    scale = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
+    return (waveform + scale * noise).astype(np.float32)
+
+
+def opus_round_trip(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Encode to WebM/Opus at 48 kHz and decode back, as a browser recording arrives (same length)."""
+    import av
+
+    from app.audio import decode_audio, resample
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="webm") as container:
+        stream = container.add_stream("libopus", rate=48000)
+        stream.layout = "mono"
+        pcm = resample(waveform, sample_rate, 48000)
+        frame = av.AudioFrame.from_ndarray(pcm[None, :].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = 48000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    decoded = decode_audio(buffer.getvalue(), sample_rate)
+    return np.resize(decoded, waveform.size).astype(np.float32) if decoded.size != waveform.size else decoded
+
+
+def waveform_variant(
+    rng: np.random.Generator, waveform: np.ndarray, config: AudioConfig, noise_bank: list[np.ndarray]
+) -> np.ndarray:
+    """One augmented (clip_samples,) window: speed change, shift, noise, sometimes Opus."""
+    rate = rng.uniform(0.85, 1.15)
+    up, down = 100, int(round(100 * rate))
+    changed = scipy.signal.resample_poly(waveform, up, down).astype(np.float32)
+    shift = int(rng.integers(-config.clip_samples // 8, config.clip_samples // 8 + 1))
+    changed = np.roll(fit_window(changed, config), shift)
+    if shift > 0:
+        changed[:shift] = 0.0
+    elif shift < 0:
+        changed[shift:] = 0.0
+    if rng.random() < 0.8:
+        changed = mix_noise(rng, changed, noise_bank, snr_db=float(rng.uniform(0.0, 30.0)))
+    changed *= rng.uniform(0.05, 1.0) / (np.max(np.abs(changed)) + 1e-9)
+    if rng.random() < OPUS_FRACTION:
+        changed = opus_round_trip(changed, config.sample_rate)
+    return np.clip(changed, -1.0, 1.0)
+
+
+def spec_augment(rng: np.random.Generator, batch: np.ndarray, floor_db: float) -> np.ndarray:
+    """Time shift, two time masks and two frequency masks per spectrogram of (batch, time, n_mels[, 1])."""
+    output = batch.copy()
+    n_frames, n_mels = batch.shape[1], batch.shape[2]
+    for example in output:
+        shift = int(rng.integers(-n_frames // 10, n_frames // 10 + 1))
+        if shift:
+            example[:] = np.roll(example, shift, axis=0)
+            if shift > 0:
+                example[:shift] = floor_db
+            else:
+                example[shift:] = floor_db
+        fill = float(example.mean())
+        for _ in range(2):
+            width = int(rng.integers(0, n_frames // 10 + 1))
+            start = int(rng.integers(0, n_frames - width + 1))
+            example[start : start + width] = fill
+            height = int(rng.integers(0, n_mels // 8 + 1))
+            start = int(rng.integers(0, n_mels - height + 1))
+            example[:, start : start + height] = fill
+    return output
+
+
+def shift_images(rng: np.random.Generator, batch: np.ndarray, horizontal_flip: bool) -> np.ndarray:
+    """Random translations up to 1/8 of the size (edge pixels repeat) and optional left-right flips."""
+    output = np.empty_like(batch)
+    height, width = batch.shape[1], batch.shape[2]
+    pad_y, pad_x = max(1, height // 8), max(1, width // 8)
+    padded = np.pad(batch, ((0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="edge")
+    for index in range(batch.shape[0]):
+        top = int(rng.integers(0, 2 * pad_y + 1))
+        left = int(rng.integers(0, 2 * pad_x + 1))
+        image = padded[index, top : top + height, left : left + width]
+        if horizontal_flip and rng.random() < 0.5:
+            image = image[:, ::-1]
+        output[index] = image
+    return output

@@ -1,0 +1,197 @@
+"""Command line: `python -m app train | evaluate | predict | data`.
+
+Exit codes: 0 on success, 2 with a one-line message on bad input or arguments.
+
+Example:
+    python -m app train data/fsdd --out models/my-digits --group-pattern '^[^_]+_([^_]+)_'
+    python -m app evaluate models/my-digits data/fsdd --json
+    python -m app predict models/my-digits clip.wav --top-k 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.errors import OnePipeError
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with code 2 and a one-line message (its default prints usage, also code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USAGE_ERROR, f"error: {message} (see `python -m app {self.prog.split()[-1]} --help`)\n")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 28x28; received {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 8 or max(parts) > 512:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH between 8 and 512; received {text!r}")
+    return parts[0], parts[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m app", description="Train, evaluate and use OnePipe models.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train the CNN on DATA_DIR/<class>/<files> and write a bundle")
+    train.add_argument("data_dir", type=Path, help="class-folder dataset: DATA_DIR/<class>/<file>")
+    train.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    train.add_argument("--kind", choices=("audio", "image"), help="force the data kind (default: detect)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    train.add_argument("--validation-percent", type=float)
+    train.add_argument("--test-percent", type=float)
+    train.add_argument("--no-augment", action="store_true", help="turn off augmentation")
+    train.add_argument("--augment-copies", type=int, help="audio: waveform variants per training clip")
+    train.add_argument("--horizontal-flip", action="store_true", help="images: random left-right flips")
+    train.add_argument("--group-pattern", help="regex whose first group is the speaker/source in a file name")
+    train.add_argument("--image-size", type=_image_size, help="images: HEIGHTxWIDTH (default: from the data)")
+    train.add_argument("--channels", type=int, choices=(1, 3), help="images: 1 grey or 3 RGB (default: from the data)")
+    train.add_argument("--background", choices=("dark", "light", "none"), help="images: background of the data")
+    train.add_argument("--center-content", action="store_true", help="images: crop and centre strokes (digits)")
+    train.add_argument("--sample-rate", type=int, help="audio: Hz (default 16000)")
+    train.add_argument("--clip-seconds", type=float, help="audio: window length (default 1.0)")
+    train.add_argument("--n-mels", type=int, help="audio: mel bands (default 40)")
+    train.add_argument("--force", action="store_true", help="replace an existing bundle")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a bundle on every file under DATA_DIR")
+    evaluate.add_argument("bundle_dir", type=Path)
+    evaluate.add_argument("data_dir", type=Path)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = commands.add_parser("predict", help="predict files; one JSON line per file")
+    predict.add_argument("bundle_dir", type=Path)
+    predict.add_argument("files", type=Path, nargs="+")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.set_defaults(func=_predict)
+
+    try:
+        from app import data_cli
+    except ImportError:  # the data commands are optional in a partial checkout
+        data_cli = None
+    if data_cli is not None:
+        data_cli.register(commands)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from app.config import AudioConfig, ImageConfig
+    from app.train import train, train_config_with
+
+    train_config = train_config_with(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        validation_percent=args.validation_percent,
+        test_percent=args.test_percent,
+        augment=False if args.no_augment else None,
+        augment_copies=args.augment_copies,
+        horizontal_flip=True if args.horizontal_flip else None,
+    )
+    preprocessing = None
+    audio_options = {
+        "sample_rate": args.sample_rate,
+        "clip_seconds": args.clip_seconds,
+        "n_mels": args.n_mels,
+    }
+    image_options = {
+        "image_size": args.image_size,
+        "channels": args.channels,
+        "center_content": True if args.center_content else None,
+    }
+    if any(v is not None for v in audio_options.values()):
+        options = {k: v for k, v in audio_options.items() if v is not None}
+        if "sample_rate" in options:
+            options.setdefault("f_max", min(7600.0, options["sample_rate"] * 0.475))
+        preprocessing = AudioConfig(**options)
+    if any(v is not None for v in image_options.values()) or args.background:
+        from app.data import find_dataset
+        from app.train import infer_image_config
+
+        inferred = infer_image_config(find_dataset(args.data_dir, "image"))
+        options = {k: v for k, v in image_options.items() if v is not None}
+        if args.background:
+            options["background"] = None if args.background == "none" else args.background
+        preprocessing = ImageConfig(**{**inferred.__dict__, **options})
+    train(
+        args.data_dir,
+        args.out,
+        kind=args.kind,
+        train_config=train_config,
+        preprocessing=preprocessing,
+        force=args.force,
+        command=shlex.join(["python", "-m", "app", *sys.argv[1:]]),
+        group_pattern=args.group_pattern,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from app.evaluate import evaluate_bundle
+
+    metrics = evaluate_bundle(args.bundle_dir, args.data_dir, progress=not args.json)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    print(f"accuracy {metrics['accuracy']:.2%} on {metrics['count']} files")
+    for name, accuracy in metrics["per_class"].items():
+        print(f"  {name:>14}  {'—' if accuracy is None else f'{accuracy:.2%}'}")
+    if metrics["skipped"]:
+        print(f"skipped {len(metrics['skipped'])} unreadable file(s), e.g. {metrics['skipped'][0]['file']}")
+    if metrics["ignored_folders"]:
+        print(f"ignored folders the model has no class for: {', '.join(metrics['ignored_folders'])}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from app.predict import Predictor
+
+    predictor = Predictor.load(args.bundle_dir)
+    if args.top_k < 1:
+        raise OnePipeError(f"--top-k must be at least 1; received {args.top_k}")
+    failures = 0
+    for file in args.files:
+        try:
+            print(json.dumps({"file": str(file), "predictions": predictor(file, top_k=args.top_k)}), flush=True)
+        except OnePipeError as error:
+            failures += 1
+            print(json.dumps({"file": str(file), "error": str(error)}), flush=True)
+            print(f"error: {file}: {error}", file=sys.stderr)
+    return USAGE_ERROR if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except OnePipeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

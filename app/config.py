@@ -1,0 +1,141 @@
+"""Frozen configurations that a bundle carries in its metadata.json.
+
+Training and serving build features from the same config, so a model never sees input prepared
+differently from what it was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".aiff", ".aif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How a clip becomes a log-mel spectrogram of shape (time, n_mels)."""
+
+    sample_rate: int = 16000  # Hz; every clip is resampled to this
+    clip_seconds: float = 1.0  # window length; short clips are padded, long ones cut at the loudest part
+    n_fft: int = 512  # samples per STFT frame (32 ms at 16 kHz), Hann window
+    hop_length: int = 160  # samples between frames (10 ms at 16 kHz)
+    n_mels: int = 40  # mel bands
+    f_min: float = 20.0  # Hz, lowest mel band edge
+    f_max: float = 7600.0  # Hz, highest mel band edge (must be ≤ sample_rate / 2)
+    top_db: float = 80.0  # dynamic range kept below the clip's loudest bin, in dB
+    max_decoded_seconds: float = 60.0  # longer input is rejected before it can fill memory
+
+    @property
+    def clip_samples(self) -> int:
+        """Samples in one window."""
+        return int(round(self.sample_rate * self.clip_seconds))
+
+    @property
+    def n_frames(self) -> int:
+        """Spectrogram frames per window (no centre padding)."""
+        return 1 + (self.clip_samples - self.n_fft) // self.hop_length
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Model input shape (time, n_mels, 1)."""
+        return (self.n_frames, self.n_mels, 1)
+
+    def __post_init__(self) -> None:
+        if self.f_max > self.sample_rate / 2:
+            raise ValueError(f"f_max {self.f_max} Hz is above the Nyquist frequency {self.sample_rate / 2} Hz")
+        if self.clip_samples < self.n_fft:
+            raise ValueError(f"clip_seconds {self.clip_seconds} is shorter than one frame of {self.n_fft} samples")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How an image becomes a model input of shape (height, width, channels), values 0–255."""
+
+    image_size: tuple[int, int] = (32, 32)  # (height, width) in pixels
+    channels: int = 3  # 1 for grey, 3 for RGB
+    # "dark" when the training images show light strokes on a dark background (MNIST); input with a
+    # light background is then inverted so a photo of ink on paper matches. None: leave as is.
+    background: str | None = None
+    # Crop to the content's bounding box and centre it with a margin, as MNIST digits are.
+    center_content: bool = False
+    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Model input shape (height, width, channels)."""
+        return (self.image_size[0], self.image_size[1], self.channels)
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.background not in (None, "dark", "light"):
+            raise ValueError(f"background must be 'dark', 'light' or None, got {self.background!r}")
+        object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the CNN is fitted. One default recipe for every dataset."""
+
+    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    batch_size: int = 64
+    seed: int = 0
+    learning_rate: float = 2e-3  # peak of the cosine schedule (Adam)
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    patience: int = 8  # epochs without validation-accuracy gain before stopping
+    validation_percent: float = 10.0  # of files, by hashed name, when no validation_list.txt
+    test_percent: float = 10.0  # of files, by hashed name, when no testing_list.txt
+    augment: bool = True  # time shift, noise and SpecAugment for audio; shifts (and flips) for images
+    augment_copies: int = 2  # extra waveform variants per audio training clip (noise, gain, rate)
+    horizontal_flip: bool = False  # images only: for natural photos, not for digits or text
+    label_smoothing: float = 0.05
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """Everything needed to rebuild the model input: the kind and its preprocessing."""
+
+    kind: str  # "audio" or "image"
+    audio: AudioConfig | None = None
+    image: ImageConfig | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def preprocessing(self) -> AudioConfig | ImageConfig:
+        """The preprocessing config of this bundle's kind."""
+        return self.audio if self.kind == "audio" else self.image
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def audio_config_from_dict(values: dict[str, Any]) -> AudioConfig:
+    """An AudioConfig from metadata, ignoring keys this version does not know."""
+    return _from_dict(AudioConfig, values)
+
+
+def image_config_from_dict(values: dict[str, Any]) -> ImageConfig:
+    """An ImageConfig from metadata, ignoring keys this version does not know."""
+    return _from_dict(ImageConfig, values)
+
+
+def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from metadata, ignoring keys this version does not know."""
+    return _from_dict(TrainConfig, values)
+
+
+def preprocessing_from_metadata(metadata: dict[str, Any]) -> AudioConfig | ImageConfig:
+    """The preprocessing config stored in a bundle's metadata."""
+    if metadata["kind"] == "audio":
+        return audio_config_from_dict(metadata["preprocessing"])
+    return image_config_from_dict(metadata["preprocessing"])
+
+
+def _from_dict(cls, values: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{key: value for key, value in values.items() if key in known})

@@ -1,0 +1,159 @@
+"""Datasets in the class-folder layout `root/<class>/<file>`, and a stable speaker-aware split.
+
+The split follows TensorFlow's speech_commands `which_set()`: a file's set is decided by a hash of
+its name with everything from `_nohash_` on removed, so one speaker's clips stay together and a
+file keeps its set as the dataset grows. `validation_list.txt` and `testing_list.txt` at the root
+(Speech Commands) take precedence.
+
+Example:
+    >>> from app.data import find_dataset
+    >>> dataset = find_dataset("data/speech_commands")  # doctest: +SKIP
+    >>> dataset.class_names[:3], dataset.kind  # doctest: +SKIP
+    (['_silence_', '_unknown_', 'down'], 'audio')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.config import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from app.errors import DatasetError
+
+BACKGROUND_NOISE_FOLDER = "_background_noise_"
+SPLITS = ("train", "validation", "test")
+MAX_FILES_PER_CLASS = 2**27 - 1  # as in TensorFlow's speech_commands
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Files of a class-folder dataset with their labels (index into class_names)."""
+
+    root: Path
+    kind: str  # "audio" or "image"
+    class_names: tuple[str, ...]
+    files: tuple[Path, ...]
+    labels: tuple[int, ...]
+    background_noise_files: tuple[Path, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """Files per class name."""
+        counter = Counter(self.labels)
+        return {name: counter.get(index, 0) for index, name in enumerate(self.class_names)}
+
+
+def file_kind(path: Path) -> str | None:
+    """'audio', 'image' or None, from the file name's ending."""
+    name = path.name.lower()
+    if name.endswith(AUDIO_EXTENSIONS):
+        return "audio"
+    if name.endswith(IMAGE_EXTENSIONS):
+        return "image"
+    return None
+
+
+def find_dataset(root: str | Path, kind: str | None = None, class_names: list[str] | None = None) -> Dataset:
+    """Scan `root/<class>/<file>`; the kind is the majority of file types unless forced.
+
+    Args:
+        root: dataset folder.
+        kind: "audio" or "image" to force; None to detect.
+        class_names: use exactly these classes in this order (e.g. a bundle's), ignoring others.
+
+    Raises:
+        DatasetError: missing folder, no class folders, or no files of the kind.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"data folder not found: {root}; expected a folder of class folders root/<class>/<file>")
+    folders = sorted(
+        path
+        for path in root.iterdir()
+        if path.is_dir() and not path.name.startswith(".") and path.name != BACKGROUND_NOISE_FOLDER
+    )
+    if class_names is not None:
+        by_name = {folder.name: folder for folder in folders}
+        folders = [by_name[name] for name in class_names if name in by_name]
+    files_by_folder = {
+        folder: sorted(p for p in folder.rglob("*") if p.is_file() and file_kind(p)) for folder in folders
+    }
+    if kind is None:
+        kinds = Counter(file_kind(p) for files in files_by_folder.values() for p in files)
+        if not kinds:
+            raise DatasetError(
+                f"no audio or image files in class folders under {root}; expected root/<class>/<file> "
+                f"with audio ({', '.join(AUDIO_EXTENSIONS)}) or images ({', '.join(IMAGE_EXTENSIONS)})"
+            )
+        kind = kinds.most_common(1)[0][0]
+    if kind not in ("audio", "image"):
+        raise DatasetError(f"kind must be 'audio' or 'image'; received {kind!r}")
+    names = list(class_names) if class_names is not None else []
+    files: list[Path] = []
+    labels: list[int] = []
+    for folder, folder_files in files_by_folder.items():
+        matching = [p for p in folder_files if file_kind(p) == kind]
+        if not matching:
+            continue
+        if class_names is None:
+            names.append(folder.name)
+        files.extend(matching)
+        labels.extend([names.index(folder.name)] * len(matching))
+    if class_names is None and len(names) < 2:
+        raise DatasetError(f"found {len(names)} class folder(s) with {kind} files under {root}; need at least 2")
+    noise_folder = root / BACKGROUND_NOISE_FOLDER
+    noise = tuple(sorted(p for p in noise_folder.glob("*") if file_kind(p) == "audio")) if noise_folder.is_dir() else ()
+    return Dataset(root, kind, tuple(names), tuple(files), tuple(labels), noise)
+
+
+def speaker_key(path: Path, group_pattern: str | None = None) -> str:
+    """The name part that groups files of one speaker (or one source object).
+
+    With `group_pattern`, its first capture group on the file name (e.g. `^[^_]+_([^_]+)_` for FSDD's
+    `<digit>_<speaker>_<n>.wav`). Otherwise Speech Commands' convention: the text before
+    `_nohash_`, without a leading `<word>_` (its `_unknown_` files are `<word>_<speaker>_nohash_…`);
+    a name without `_nohash_` is its own group.
+    """
+    name = path.name
+    if group_pattern:
+        match = re.search(group_pattern, name)
+        if match:
+            return match.group(1)
+    if "_nohash_" in name:
+        return name.split("_nohash_")[0].split("_")[-1]
+    return name
+
+
+def which_set(path: Path, validation_percent: float, test_percent: float, group_pattern: str | None = None) -> str:
+    """'train', 'validation' or 'test' from a stable hash of the speaker key (TensorFlow's which_set)."""
+    digest = hashlib.sha1(speaker_key(path, group_pattern).encode("utf-8")).hexdigest()
+    percentage = (int(digest, 16) % (MAX_FILES_PER_CLASS + 1)) * (100.0 / MAX_FILES_PER_CLASS)
+    if percentage < validation_percent:
+        return "validation"
+    if percentage < validation_percent + test_percent:
+        return "test"
+    return "train"
+
+
+def split_dataset(
+    dataset: Dataset, validation_percent: float, test_percent: float, group_pattern: str | None = None
+) -> dict[str, list[int]]:
+    """Indices of `dataset.files` per split; list files at the root override the hash."""
+    listed: dict[str, str] = {}
+    for split, list_name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+        list_path = dataset.root / list_name
+        if list_path.is_file():
+            for line in list_path.read_text().splitlines():
+                if line.strip():
+                    listed[line.strip()] = split
+    indices: dict[str, list[int]] = {split: [] for split in SPLITS}
+    for index, path in enumerate(dataset.files):
+        relative = path.relative_to(dataset.root).as_posix()
+        if listed:
+            split = listed.get(relative, "train")
+        else:
+            split = which_set(path, validation_percent, test_percent, group_pattern)
+        indices[split].append(index)
+    return indices

@@ -1,0 +1,78 @@
+"""Evaluation: accuracy, per-class accuracy and the confusion matrix of a bundle on a folder.
+
+Evaluation runs the served LiteRT model on features made by the same preprocessing as training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.data import find_dataset
+from app.errors import DatasetError
+from app.features import extract_features
+from app.predict import Predictor
+
+BATCH_SIZE = 256
+
+
+def metrics_from_predictions(
+    labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
+) -> dict[str, Any]:
+    """accuracy (0–1), count, per_class (label → accuracy or None when absent) and
+    confusion_matrix (rows: true class, columns: predicted class, in class_names order)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.argmax(probabilities, axis=1) if len(labels) else np.zeros(0, np.int64)
+    n_classes = len(class_names)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {}
+    for index, name in enumerate(class_names):
+        total = int(confusion[index].sum())
+        per_class[name] = round(float(confusion[index, index] / total), 5) if total else None
+    return {
+        "accuracy": round(float(np.mean(predicted == labels)), 5) if len(labels) else None,
+        "count": int(len(labels)),
+        "per_class": per_class,
+        "class_names": list(class_names),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a bundle on every file under `data_dir/<class>/` whose class the bundle knows.
+
+    Returns:
+        metrics_from_predictions(...) plus "skipped" (unreadable files) and "ignored_folders"
+        (class folders the bundle has no label for).
+
+    Raises:
+        DatasetError: no folder matches the bundle's classes.
+    """
+    predictor = Predictor.load(bundle_dir)
+    dataset = find_dataset(data_dir, predictor.kind, class_names=predictor.class_names)
+    if not dataset.files:
+        raise DatasetError(
+            f"no {predictor.kind} files under {data_dir} in folders named after the bundle's classes "
+            f"({', '.join(predictor.class_names)})"
+        )
+    extraction = extract_features(dataset.files, predictor.config, progress=progress)
+    probabilities = (
+        np.concatenate(
+            [
+                predictor.predict_features(extraction.arrays[start : start + BATCH_SIZE])
+                for start in range(0, len(extraction.arrays), BATCH_SIZE)
+            ]
+        )
+        if len(extraction.arrays)
+        else np.zeros((0, len(predictor.class_names)), np.float32)
+    )
+    labels = np.asarray(dataset.labels)[extraction.kept]
+    metrics = metrics_from_predictions(labels, probabilities, predictor.class_names)
+    present = {p.name for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith(".")}
+    metrics["ignored_folders"] = sorted(present - set(predictor.class_names) - {"_background_noise_"})
+    metrics["skipped"] = [{"file": f, "reason": r} for f, r in extraction.skipped]
+    return metrics

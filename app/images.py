@@ -1,0 +1,170 @@
+"""Images: decode any Pillow format, orient, convert to the model's channels, resize.
+
+Example:
+    >>> from app.images import load_image
+    >>> from app.config import ImageConfig
+    >>> load_image("cat.jpg", ImageConfig(image_size=(32, 32), channels=3)).shape  # doctest: +SKIP
+    (32, 32, 3)
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.config import ImageConfig
+from app.errors import InputError
+
+EXPECTED_IMAGE = "expected an image: png, jpeg, gif, bmp, webp, tiff"
+ImageSource = str | Path | bytes | bytearray | memoryview | np.ndarray
+
+
+def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
+    """An image as the model sees it: uint8 array of shape (height, width, channels).
+
+    Args:
+        source: a path, the file's bytes, or an array (height, width) or (height, width, 1|3|4).
+        config: target size, channels and content handling.
+
+    Raises:
+        InputError: empty, corrupt, not an image, or more than `config.max_pixels` pixels.
+    """
+    image = _open(source, config) if not isinstance(source, np.ndarray) else _from_array(source)
+    image = _to_mode(image, "L" if config.channels == 1 else "RGB")
+    if config.background is not None:
+        image = _match_background(image, config.background)
+    if config.center_content:
+        image = _center_content(image, config.image_size)
+    else:
+        image = ImageOps.fit(image, config.image_size[::-1], method=Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"{len(source):,} bytes"
+    return f"'{Path(source).name}'"
+
+
+def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
+    """Open, check the size before decoding pixels, take the first frame, apply EXIF orientation."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"no such file: {path}")
+        data = path.read_bytes()
+    if not data:
+        raise InputError(f"received a 0-byte file; {EXPECTED_IMAGE}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > config.max_pixels:
+                raise InputError(
+                    f"{_describe(source)} is {width}×{height} pixels; the limit is {config.max_pixels:,} pixels"
+                )
+            if width == 0 or height == 0:
+                raise InputError(f"{_describe(source)} has no pixels ({width}×{height})")
+            image.seek(0)
+            if image.format == "JPEG":
+                # Decode large JPEGs at a reduced scale: much faster, and we only need a small image.
+                image.draft(
+                    "RGB" if config.channels == 3 else "L",
+                    (config.image_size[1] * 4, config.image_size[0] * 4),
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+        except InputError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputError(
+                f"{_describe(source)} declares too many pixels (a decompression bomb?); "
+                f"the limit is {config.max_pixels:,} pixels"
+            ) from None
+        except UnidentifiedImageError:
+            raise InputError(f"{_describe(source)} is not an image Pillow can read; {EXPECTED_IMAGE}") from None
+        except (OSError, ValueError, SyntaxError, EOFError) as error:
+            raise InputError(f"{_describe(source)} is a damaged image ({error}); {EXPECTED_IMAGE}") from None
+    return image
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    """An (h, w) or (h, w, 1|3|4) array as a Pillow image; floats are taken as 0–1."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or array.size == 0:
+        raise InputError(f"expected an image array (height, width[, 1|3|4]); received shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise InputError("the image array contains NaN or infinity")
+        array = np.clip(array * 255.0, 0, 255)
+    elif not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+        raise InputError(f"expected a numeric image array; received dtype {array.dtype}")
+    return Image.fromarray(np.asarray(array, dtype=np.uint8))
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Palette, alpha, CMYK, 16-bit and grey images as 8-bit "L" or "RGB"; transparency over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        span = max(array.max() - array.min(), 1e-12)
+        image = Image.fromarray(((array - array.min()) / span * 255.0).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert(mode) if image.mode != mode else image
+
+
+def _match_background(image: Image.Image, background: str) -> Image.Image:
+    """Invert when the image's border brightness is the opposite of the training data's background."""
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    is_light = float(np.median(border)) > 127.5
+    if is_light == (background == "dark"):
+        return ImageOps.invert(image)
+    return image
+
+
+def _center_content(image: Image.Image, image_size: tuple[int, int]) -> Image.Image:
+    """MNIST-style framing of a light-on-dark image: stretch contrast, crop to the strokes, fit them
+    in 20/28 of the frame keeping their aspect ratio, centre by their centre of mass.
+    """
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    floor, ceiling = np.percentile(grey, 50), np.percentile(grey, 99.9)
+    if ceiling - floor < 1.0:
+        return image.resize(image_size[::-1], Image.Resampling.BILINEAR)
+    stretched = np.clip((grey - floor) / (ceiling - floor), 0.0, 1.0)
+    stretched[stretched < 0.1] = 0.0  # paper texture and faint shadows are not strokes
+    rows, columns = np.nonzero(stretched >= 0.25)
+    cropped = stretched[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    height, width = image_size
+    box = max(1, round(min(height, width) * 20 / 28))
+    scale = box / max(cropped.shape)
+    new_size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
+    strokes = Image.fromarray((cropped * 255).astype(np.uint8)).resize(new_size, Image.Resampling.LANCZOS)
+    strokes_array = np.asarray(strokes, dtype=np.float32)
+    total = strokes_array.sum()
+    if total <= 0:
+        centre_y, centre_x = strokes_array.shape[0] / 2, strokes_array.shape[1] / 2
+    else:
+        centre_y = float((strokes_array.sum(axis=1) * np.arange(strokes_array.shape[0])).sum() / total)
+        centre_x = float((strokes_array.sum(axis=0) * np.arange(strokes_array.shape[1])).sum() / total)
+    top = int(np.clip(round(height / 2 - centre_y), 0, height - strokes_array.shape[0]))
+    left = int(np.clip(round(width / 2 - centre_x), 0, width - strokes_array.shape[1]))
+    canvas = Image.new("L", (width, height), 0)
+    canvas.paste(strokes, (left, top))
+    return canvas if image.mode == "L" else canvas.convert(image.mode)

@@ -1,0 +1,52 @@
+"""The seed CNN of the source article, the same for audio and images; only the input shape differs.
+
+Conv2D(32, 3×3)+ReLU → MaxPool(2×2) → Conv2D(32, 3×3)+ReLU → MaxPool(2×2) → Flatten →
+Dense(64)+ReLU → Dropout(0.5) → Dense(n)+softmax, with input normalisation inside the model so a
+bundle takes raw features (dB spectrograms or 0–255 pixels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def build_model(input_shape: tuple[int, int, int], n_classes: int, mean: np.ndarray, variance: np.ndarray):
+    """A compiled-free Keras model.
+
+    Args:
+        input_shape: (height, width, channels); a spectrogram is (time, n_mels, 1).
+        n_classes: softmax outputs.
+        mean, variance: per-channel statistics of the training inputs, shape (channels,).
+
+    Returns:
+        keras.Model mapping (batch, *input_shape) float32 to (batch, n_classes) probabilities.
+    """
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape, name="features"),
+            layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalise"),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(n_classes, activation="softmax", name="probabilities"),
+        ],
+        name="onepipe_cnn",
+    )
+
+
+def to_tflite(model) -> bytes:
+    """The model as a float32 LiteRT flatbuffer with a dynamic batch dimension."""
+    import contextlib
+    import io
+
+    import tensorflow as tf
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the whole saved signature
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()

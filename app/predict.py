@@ -1,0 +1,111 @@
+"""Serving: a bundle's LiteRT model behind `preprocess → forward → postprocess`. No TensorFlow import.
+
+Example:
+    >>> from app.predict import Predictor
+    >>> predictor = Predictor.load("models/spoken-digits")  # doctest: +SKIP
+    >>> predictor("seven.webm", top_k=2)  # doctest: +SKIP
+    [{'label': '7', 'score': 0.98}, {'label': '1', 'score': 0.01}]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.audio import audio_features, decode_audio, fit_window, log_mel_spectrogram, validate_waveform
+from app.bundle import read_metadata, verify_file
+from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
+from app.errors import BundleError, InputError
+from app.images import load_image
+from app.paths import SAMPLES_FOLDER, TFLITE_FILE
+
+SILENCE_PEAK = 1e-4  # a recording whose loudest sample is below this is treated as no sound at all
+
+
+class Predictor:
+    """A loaded bundle: call it with a path, bytes or an array to get sorted label scores."""
+
+    def __init__(self, bundle_dir: Path, metadata: dict[str, Any], model_content: bytes):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.bundle_dir = Path(bundle_dir)
+        self.name = self.bundle_dir.name
+        self.metadata = metadata
+        self.kind: str = metadata["kind"]
+        self.class_names: list[str] = list(metadata["class_names"])
+        self.config: AudioConfig | ImageConfig = preprocessing_from_metadata(metadata)
+        self._interpreter = Interpreter(model_content=model_content, num_threads=1)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._batch_size = 0
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path) -> Predictor:
+        """Read a bundle, verify its model's sha256, and prepare the LiteRT interpreter.
+
+        Raises:
+            BundleError: missing or altered files.
+        """
+        bundle_dir = Path(bundle_dir)
+        metadata = read_metadata(bundle_dir)
+        model_path = verify_file(bundle_dir, metadata, TFLITE_FILE)
+        try:
+            return cls(bundle_dir, metadata, model_path.read_bytes())
+        except ValueError as error:
+            raise BundleError(f"{model_path} is not a valid LiteRT model ({error})") from None
+
+    @property
+    def samples_dir(self) -> Path:
+        """Example inputs shipped with the bundle: samples/<class>/<file>."""
+        return self.bundle_dir / SAMPLES_FOLDER
+
+    def preprocess(self, source: Any) -> np.ndarray:
+        """Features as the model sees them: (time, n_mels) float32 dB for audio, (h, w, c) uint8 for images.
+
+        Raises:
+            InputError: unreadable, empty, silent or wrong-type input, with what was expected.
+        """
+        if isinstance(self.config, AudioConfig):
+            if isinstance(source, np.ndarray):
+                waveform = validate_waveform(source)
+            else:
+                waveform = decode_audio(source, self.config.sample_rate, self.config.max_decoded_seconds)
+            if float(np.max(np.abs(waveform))) < SILENCE_PEAK:
+                raise InputError("the audio is silent (no sound above the noise floor); check the microphone")
+            return log_mel_spectrogram(fit_window(waveform, self.config), self.config)
+        return load_image(source, self.config)
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """Probabilities (n_classes,) for one example, or (batch, n_classes) for a batch of features."""
+        batch = np.asarray(features, dtype=np.float32)
+        single = batch.ndim == len(self._input["shape"]) - 1 - (1 if self.kind == "audio" else 0)
+        if single:
+            batch = batch[None]
+        if self.kind == "audio" and batch.ndim == 3:
+            batch = batch[..., None]
+        if batch.shape[0] != self._batch_size:
+            self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
+            self._interpreter.allocate_tensors()
+            self._batch_size = batch.shape[0]
+        self._interpreter.set_tensor(self._input["index"], batch)
+        self._interpreter.invoke()
+        probabilities = self._interpreter.get_tensor(self._output["index"]).copy()
+        return probabilities[0] if single else probabilities
+
+    def postprocess(self, probabilities: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:
+        """[{"label", "score"}, …] for the top_k classes, highest score first."""
+        order = np.argsort(-probabilities, kind="stable")[: max(1, top_k)]
+        return [{"label": self.class_names[i], "score": float(probabilities[i])} for i in order]
+
+    def __call__(self, source: Any, top_k: int = 5) -> list[dict[str, Any]]:
+        """Predict one input: a path, bytes, or an array (audio waveform at the bundle's rate, or an image)."""
+        return self.postprocess(self.predict_features(self.preprocess(source)), top_k)
+
+
+def features_for(config: AudioConfig | ImageConfig, source: Any) -> np.ndarray:
+    """Model input for one source under a config (no silence check): used by evaluation."""
+    if isinstance(config, AudioConfig):
+        return audio_features(source, config)
+    return load_image(source, config)

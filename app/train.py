@@ -1,0 +1,341 @@
+"""Training: a class-folder dataset in, a bundle out (model.keras, model.tflite, metadata.json, report.png).
+
+Example:
+    >>> from app.train import train
+    >>> train("data/fsdd", "models/my-digits", group_pattern=r"^[^_]+_([^_]+)_")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.audio import decode_audio, log_mel_spectrogram
+from app.augment import shift_images, spec_augment, waveform_variant
+from app.bundle import FORMAT_VERSION, write_bundle
+from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
+from app.data import Dataset, find_dataset, split_dataset
+from app.errors import BundleError, DatasetError, InputError
+from app.evaluate import metrics_from_predictions
+from app.features import extract_features, load_examples
+from app.model import build_model, to_tflite
+from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
+from app.report import plot_report
+
+
+def infer_image_config(dataset: Dataset, sample_count: int = 64) -> ImageConfig:
+    """Image size, channels and background from a sample of the files: the typical size (at most
+    64 px a side), grey when every sampled image is grey, "dark" when grey images have dark borders.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(dataset.files), size=min(sample_count, len(dataset.files)), replace=False)
+    sizes, grey, borders = [], True, []
+    for index in chosen:
+        try:
+            with Image.open(dataset.files[index]) as image:
+                sizes.append(image.size)
+                if image.mode not in ("L", "1", "I;16", "I", "LA"):
+                    grey = False
+                pixels = np.asarray(image.convert("L"), dtype=np.float32)
+                borders.append(np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])))
+        except OSError:
+            continue
+    if not sizes:
+        raise DatasetError(f"none of {len(chosen)} sampled images under {dataset.root} could be opened")
+    width, height = Counter(sizes).most_common(1)[0][0]
+    scale = min(1.0, 64 / max(width, height))
+    background = ("dark" if np.median(borders) < 128 else "light") if grey else None
+    return ImageConfig(
+        image_size=(max(8, round(height * scale)), max(8, round(width * scale))),
+        channels=1 if grey else 3,
+        background=background,
+    )
+
+
+def _noise_bank(dataset: Dataset, config: AudioConfig) -> list[np.ndarray]:
+    bank = []
+    for path in dataset.background_noise_files:
+        try:
+            bank.append(decode_audio(path, config.sample_rate, max_seconds=600.0))
+        except InputError:
+            continue
+    return bank
+
+
+def _augmented_audio(
+    dataset: Dataset, train_indices: list[int], config: AudioConfig, train_config: TrainConfig, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spectrograms (n, time, n_mels) of `augment_copies` waveform variants per training clip, and labels."""
+    rng = np.random.default_rng(train_config.seed + 1)
+    windows = load_examples([dataset.files[i] for i in train_indices], config, spectrograms=False, progress=progress)
+    labels = np.asarray([dataset.labels[train_indices[k]] for k in windows.kept])
+    noise_bank = _noise_bank(dataset, config)
+    variants, variant_labels = [], []
+    for _ in range(train_config.augment_copies):
+        batch = np.stack([waveform_variant(rng, window, config, noise_bank) for window in windows.arrays])
+        variants.append(log_mel_spectrogram(batch, config))
+        variant_labels.append(labels)
+    if not variants:
+        return np.zeros((0, config.n_frames, config.n_mels), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(variants), np.concatenate(variant_labels)
+
+
+class _Batches:
+    """A keras.utils.PyDataset factory: shuffled, augmented, one-hot batches."""
+
+    @staticmethod
+    def create(features, labels, n_classes, train_config: TrainConfig, preprocessing):
+        import keras
+
+        class Batches(keras.utils.PyDataset):
+            def __init__(self):
+                super().__init__()
+                self.rng = np.random.default_rng(train_config.seed + 2)
+                self.order = self.rng.permutation(len(features))
+
+            def __len__(self):
+                return int(np.ceil(len(features) / train_config.batch_size))
+
+            def __getitem__(self, index):
+                rows = self.order[index * train_config.batch_size : (index + 1) * train_config.batch_size]
+                batch = features[rows]
+                if train_config.augment:
+                    if isinstance(preprocessing, AudioConfig):
+                        batch = spec_augment(self.rng, batch, -preprocessing.top_db)
+                    else:
+                        batch = shift_images(self.rng, batch, train_config.horizontal_flip)
+                targets = np.eye(n_classes, dtype=np.float32)[labels[rows]]
+                return batch.astype(np.float32), targets
+
+            def on_epoch_end(self):
+                self.order = self.rng.permutation(len(features))
+
+        return Batches()
+
+
+def _as_model_input(features: np.ndarray) -> np.ndarray:
+    """(batch, time, n_mels) spectrograms gain a channel axis; images pass through."""
+    return features[..., None] if features.ndim == 3 else features
+
+
+def train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    kind: str | None = None,
+    train_config: TrainConfig | None = None,
+    preprocessing: AudioConfig | ImageConfig | None = None,
+    force: bool = False,
+    command: str | None = None,
+    group_pattern: str | None = None,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Train the CNN on `data_dir/<class>/<files>` and write a bundle to `out_dir`.
+
+    Args:
+        data_dir: class-folder dataset.
+        out_dir: bundle folder (refused if it exists, unless force).
+        kind: "audio" or "image"; None detects it from the files.
+        train_config: the recipe; defaults to TrainConfig().
+        preprocessing: AudioConfig or ImageConfig; None uses AudioConfig() or one inferred from the images.
+        force: replace an existing bundle.
+        command: the command line recorded in the metadata.
+        group_pattern: regex whose first group is the speaker in a file name (keeps speakers in one split).
+        progress: show progress bars.
+        cache_dir: feature cache folder (default: ~/.cache/onepipe).
+
+    Returns:
+        The bundle folder.
+    """
+    import keras
+
+    train_config = train_config or TrainConfig()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise BundleError(f"{out_dir} already exists; pass --force to replace it")
+    started = time.time()
+    dataset = find_dataset(data_dir, kind)
+    if preprocessing is None:
+        preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
+    splits = split_dataset(dataset, train_config.validation_percent, train_config.test_percent, group_pattern)
+    if not splits["train"] or not splits["validation"]:
+        raise DatasetError(
+            f"{dataset.root} splits into {len(splits['train'])} training and {len(splits['validation'])} validation "
+            "files; need both (add files, or more speakers, or lower --validation-percent)"
+        )
+    extraction = extract_features(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
+    row_of = {file_index: row for row, file_index in enumerate(extraction.kept)}
+    all_labels = np.asarray(dataset.labels)
+
+    def split_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = [row_of[i] for i in splits[name] if i in row_of]
+        return extraction.arrays[rows], all_labels[[extraction.kept[r] for r in rows]]
+
+    train_features, train_labels = split_arrays("train")
+    validation_features, validation_labels = split_arrays("validation")
+    test_features, test_labels = split_arrays("test")
+    if len(train_features) == 0 or len(validation_features) == 0:
+        raise DatasetError(f"no readable files left in the training or validation split of {dataset.root}")
+    if dataset.kind == "audio" and train_config.augment and train_config.augment_copies > 0:
+        extra_features, extra_labels = _augmented_audio(dataset, splits["train"], preprocessing, train_config, progress)
+        train_features = np.concatenate([train_features, extra_features])
+        train_labels = np.concatenate([train_labels, extra_labels])
+
+    keras.utils.set_random_seed(train_config.seed)
+    n_classes = len(dataset.class_names)
+    model_input = _as_model_input(train_features[:1])
+    channel_axes = tuple(range(model_input.ndim - 1))
+    sample = _as_model_input(train_features[: min(len(train_features), 20000)]).astype(np.float32)
+    mean, variance = sample.mean(axis=channel_axes), sample.var(axis=channel_axes) + 1e-6
+    model = _compile(
+        build_model(model_input.shape[1:], n_classes, mean, variance),
+        train_config,
+        steps=int(np.ceil(len(train_features) / train_config.batch_size)) * train_config.epochs,
+    )
+    batches = _Batches.create(train_features, train_labels, n_classes, train_config, preprocessing)
+    validation_targets = np.eye(n_classes, dtype=np.float32)[validation_labels]
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = Path(scratch) / "best.weights.h5"
+        history = model.fit(
+            batches,
+            validation_data=(_as_model_input(validation_features).astype(np.float32), validation_targets),
+            epochs=train_config.epochs,
+            verbose=1 if progress else 0,
+            callbacks=[
+                keras.callbacks.ModelCheckpoint(
+                    checkpoint, monitor="val_accuracy", save_best_only=True, save_weights_only=True
+                ),
+                keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_config.patience),
+            ],
+        )
+        model.load_weights(checkpoint)
+
+    evaluation_name = "test" if len(test_features) else "validation"
+    evaluation_features, evaluation_labels = (
+        (test_features, test_labels) if len(test_features) else (validation_features, validation_labels)
+    )
+    probabilities = model.predict(_as_model_input(evaluation_features).astype(np.float32), verbose=0)
+    evaluation = metrics_from_predictions(evaluation_labels, probabilities, dataset.class_names)
+    validation_probabilities = model.predict(_as_model_input(validation_features).astype(np.float32), verbose=0)
+    validation = metrics_from_predictions(validation_labels, validation_probabilities, dataset.class_names)
+
+    serving_model = build_model(model_input.shape[1:], n_classes, mean, variance)
+    serving_model.set_weights(model.get_weights())  # uncompiled: the saved file carries no optimizer state
+    tflite_bytes = to_tflite(serving_model)
+    parity = _parity(serving_model, tflite_bytes, _as_model_input(evaluation_features[:32]).astype(np.float32))
+
+    metadata: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "name": out_dir.name,
+        "kind": dataset.kind,
+        "class_names": list(dataset.class_names),
+        "preprocessing": to_dict(preprocessing),
+        "input_shape": list(model_input.shape[1:]),
+        "training": {
+            "config": to_dict(train_config),
+            "group_pattern": group_pattern,
+            "command": command,
+            "epochs_run": len(history.history["loss"]),
+            "best_epoch": int(np.argmax(history.history["val_accuracy"])) + 1,
+            "history": {key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
+            "seconds": round(time.time() - started, 1),
+        },
+        "metrics": {
+            "evaluated_on": evaluation_name,
+            evaluation_name: evaluation,
+            "validation": validation,
+            "keras_litert_max_abs_difference": parity,
+        },
+        "data": {
+            "root": str(Path(data_dir).resolve()),
+            "files": len(dataset.files),
+            "per_class": dataset.counts(),
+            "split": {name: len(indices) for name, indices in splits.items()},
+            "augmented_training_examples": int(len(train_features)),
+            "skipped": [{"file": f, "reason": r} for f, r in extraction.skipped],
+        },
+        "versions": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+    def write_files(folder: Path) -> None:
+        serving_model.save(folder / KERAS_FILE)
+        (folder / TFLITE_FILE).write_bytes(tflite_bytes)
+        plot_report(history.history, evaluation, dataset.class_names, evaluation_name, folder / REPORT_FILE)
+
+    bundle = write_bundle(out_dir, metadata, write_files, force=force)
+    if extraction.skipped:
+        print(f"skipped {len(extraction.skipped)} unreadable file(s); listed in {bundle / 'metadata.json'}:")
+        for file, reason in extraction.skipped[:10]:
+            print(f"  {file}: {reason}")
+    print(json.dumps({"bundle": str(bundle), evaluation_name + "_accuracy": evaluation["accuracy"]}))
+    return bundle
+
+
+def _compile(model, train_config: TrainConfig, steps: int):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=train_config.learning_rate / 10,
+        decay_steps=max(1, steps),
+        warmup_target=train_config.learning_rate,
+        warmup_steps=max(1, steps // 20),
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=train_config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train_config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _parity(model, tflite_bytes: bytes, inputs: np.ndarray) -> float:
+    """Largest absolute difference between Keras and LiteRT probabilities on the same inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite_bytes)
+    input_index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(input_index, list(inputs.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(input_index, inputs)
+    interpreter.invoke()
+    litert = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return float(np.max(np.abs(litert - model.predict(inputs, verbose=0))))
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in (
+        "onepipe",
+        "tensorflow-cpu",
+        "tensorflow",
+        "keras",
+        "ai-edge-litert",
+        "numpy",
+        "scipy",
+        "av",
+        "pillow",
+    ):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def train_config_with(**overrides: Any) -> TrainConfig:
+    """TrainConfig() with the given fields replaced (None values are ignored)."""
+    return dataclasses.replace(TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})

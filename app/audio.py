@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import io
+import struct
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -81,8 +83,13 @@ def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.
 
 def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray | None:
     """SciPy's WAV reader for PCM and float WAV; None for WAV codecs it does not know (PyAV then)."""
+    fmt_chunk = data.find(b"fmt ", 12)
+    if 0 < fmt_chunk <= len(data) - 12 and struct.unpack_from("<H", data, fmt_chunk + 10)[0] == 0:
+        raise InputError(f"{describe_source(source)} declares zero audio channels; {EXPECTED_AUDIO}")
     try:
-        file_rate, samples = scipy.io.wavfile.read(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.io.wavfile.WavFileWarning)  # unknown chunks (LIST, bext …)
+            file_rate, samples = scipy.io.wavfile.read(io.BytesIO(data))
     except ValueError as error:  # unknown codec (ADPCM, µ-law …) or malformed chunk: let FFmpeg try
         if "Unknown wave file format" in str(error) or "not supported" in str(error):
             return None

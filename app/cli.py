@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
     train.add_argument("--validation-percent", type=float)
     train.add_argument("--test-percent", type=float)
+    train.add_argument("--split-salt", help="text mixed into the split hash (see TrainConfig.split_salt)")
     train.add_argument("--no-augment", action="store_true", help="turn off augmentation")
     train.add_argument("--augment-copies", type=int, help="audio: waveform variants per training clip")
     train.add_argument("--horizontal-flip", action="store_true", help="images: random left-right flips")
@@ -105,6 +106,7 @@ def _train(args: argparse.Namespace) -> int:
         patience=args.patience,
         validation_percent=args.validation_percent,
         test_percent=args.test_percent,
+        split_salt=args.split_salt,
         augment=False if args.no_augment else None,
         augment_copies=args.augment_copies,
         horizontal_flip=True if args.horizontal_flip else None,
@@ -122,8 +124,10 @@ def _train(args: argparse.Namespace) -> int:
     }
     if any(v is not None for v in audio_options.values()):
         options = {k: v for k, v in audio_options.items() if v is not None}
-        if "sample_rate" in options:
-            options.setdefault("f_max", min(7600.0, options["sample_rate"] * 0.475))
+        if "sample_rate" in options:  # keep frame and hop durations (32 ms, 10 ms) and stay below Nyquist
+            rate = options["sample_rate"]
+            options.update(n_fft=round(512 * rate / 16000), hop_length=round(160 * rate / 16000))
+            options.update(f_max=min(7600.0, rate * 0.475))
         preprocessing = AudioConfig(**options)
     if any(v is not None for v in image_options.values()) or args.background:
         from app.data import find_dataset

@@ -88,6 +88,9 @@ class TrainConfig:
     patience: int = 8  # epochs without validation-accuracy gain before stopping
     validation_percent: float = 10.0  # of files, by hashed name, when no validation_list.txt
     test_percent: float = 10.0  # of files, by hashed name, when no testing_list.txt
+    # Prefixed to each name before hashing. "" reproduces TensorFlow's Speech Commands split; a data
+    # set that is itself one of those splits (e.g. the official test set) needs another salt.
+    split_salt: str = ""
     augment: bool = True  # time shift, noise and SpecAugment for audio; shifts (and flips) for images
     augment_copies: int = 2  # extra waveform variants per audio training clip (noise, gain, rate)
     horizontal_flip: bool = False  # images only: for natural photos, not for digits or text

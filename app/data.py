@@ -126,9 +126,11 @@ def speaker_key(path: Path, group_pattern: str | None = None) -> str:
     return name
 
 
-def which_set(path: Path, validation_percent: float, test_percent: float, group_pattern: str | None = None) -> str:
+def which_set(
+    path: Path, validation_percent: float, test_percent: float, group_pattern: str | None = None, salt: str = ""
+) -> str:
     """'train', 'validation' or 'test' from a stable hash of the speaker key (TensorFlow's which_set)."""
-    digest = hashlib.sha1(speaker_key(path, group_pattern).encode("utf-8")).hexdigest()
+    digest = hashlib.sha1((salt + speaker_key(path, group_pattern)).encode("utf-8")).hexdigest()
     percentage = (int(digest, 16) % (MAX_FILES_PER_CLASS + 1)) * (100.0 / MAX_FILES_PER_CLASS)
     if percentage < validation_percent:
         return "validation"
@@ -138,7 +140,7 @@ def which_set(path: Path, validation_percent: float, test_percent: float, group_
 
 
 def split_dataset(
-    dataset: Dataset, validation_percent: float, test_percent: float, group_pattern: str | None = None
+    dataset: Dataset, validation_percent: float, test_percent: float, group_pattern: str | None = None, salt: str = ""
 ) -> dict[str, list[int]]:
     """Indices of `dataset.files` per split; list files at the root override the hash."""
     listed: dict[str, str] = {}
@@ -154,6 +156,6 @@ def split_dataset(
         if listed:
             split = listed.get(relative, "train")
         else:
-            split = which_set(path, validation_percent, test_percent, group_pattern)
+            split = which_set(path, validation_percent, test_percent, group_pattern, salt)
         indices[split].append(index)
     return indices

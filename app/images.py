@@ -20,20 +20,25 @@ from app.config import ImageConfig
 from app.errors import InputError
 
 EXPECTED_IMAGE = "expected an image: png, jpeg, gif, bmp, webp, tiff"
-ImageSource = str | Path | bytes | bytearray | memoryview | np.ndarray
+ImageSource = str | Path | bytes | bytearray | memoryview | np.ndarray | Image.Image
 
 
 def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
     """An image as the model sees it: uint8 array of shape (height, width, channels).
 
     Args:
-        source: a path, the file's bytes, or an array (height, width) or (height, width, 1|3|4).
+        source: a path, the file's bytes, a Pillow image, or an array (height, width[, 1|3|4]).
         config: target size, channels and content handling.
 
     Raises:
         InputError: empty, corrupt, not an image, or more than `config.max_pixels` pixels.
     """
-    image = _open(source, config) if not isinstance(source, np.ndarray) else _from_array(source)
+    if isinstance(source, Image.Image):
+        image = ImageOps.exif_transpose(source)
+    elif isinstance(source, np.ndarray):
+        image = _from_array(source)
+    else:
+        image = _open(source, config)
     image = _to_mode(image, "L" if config.channels == 1 else "RGB")
     if config.background is not None:
         image = _match_background(image, config.background)

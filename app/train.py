@@ -168,7 +168,9 @@ def train(
     dataset = find_dataset(data_dir, kind)
     if preprocessing is None:
         preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
-    splits = split_dataset(dataset, train_config.validation_percent, train_config.test_percent, group_pattern)
+    splits = split_dataset(
+        dataset, train_config.validation_percent, train_config.test_percent, group_pattern, train_config.split_salt
+    )
     if not splits["train"] or not splits["validation"]:
         raise DatasetError(
             f"{dataset.root} splits into {len(splits['train'])} training and {len(splits['validation'])} validation "

@@ -1,0 +1,162 @@
+"""`python -m app data …`: make, download and convert datasets, and write the dashboard's samples.
+
+python -m app data synth-speech data/synthetic --per-class 300 --silence 300
+python -m app data download fsdd                      # -> data/fsdd/<digit>/*.wav
+python -m app data download cifar10 --samples          # -> data/samples/cifar10/<class>/ (dashboard)
+python -m app data digits data/digits
+python -m app data samples                             # -> models/<bundle>/samples/<class>/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from app.paths import DOWNLOADED_SAMPLES_DIR, MODELS_DIR
+
+_DOWNLOAD_EPILOG = f"""\
+datasets:
+  speech-commands       Speech Commands v0.02 training archive (2.4 GB), CC BY 4.0
+  speech-commands-v1    Speech Commands v0.01 (1.4 GB), CC BY 4.0
+  speech-commands-test  official Speech Commands v0.02 test archive (112 MB), CC BY 4.0
+  fsdd                  Free Spoken Digit Dataset v1.0.10 (16 MB), CC BY-SA 4.0
+  mnist                 MNIST (11 MB), CC BY-SA 3.0
+  cifar10               CIFAR-10 python version (163 MB), cite Krizhevsky 2009
+
+Each becomes DIR/NAME/<class>/<file>. Interrupted downloads resume when run again.
+Dashboard samples: `download cifar10 --samples` keeps 4 CIFAR-10 test images per class in
+{DOWNLOADED_SAMPLES_DIR}/cifar10/<class>/, where the dashboard looks for them (CIFAR-10 has
+no offline substitute). Set ONEPIPE_DOWNLOAD_BASE_URL to use a mirror.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `data` command and its subcommands; each sets `func(args) -> exit code`."""
+    data = subparsers.add_parser("data", help="make, download and convert datasets; write dashboard samples")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+
+    synth_parser = commands.add_parser(
+        "synth-speech",
+        help="synthetic spoken words made offline with eSpeak NG",
+        description="Write OUT_DIR/<word>/<voice>_nohash_<n>.wav: 1 s 16 kHz clips of many voices, rates, "
+        "pitches, loudness, positions and background noises. Deterministic for a seed.",
+    )
+    synth_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    synth_parser.add_argument(
+        "--words", nargs="+", default=None, help="words to say (default: the 30 of Speech Commands v0.01)"
+    )
+    synth_parser.add_argument("--per-class", type=int, default=100, help="clips per word (default 100)")
+    synth_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth_parser.add_argument("--silence", type=int, default=0, help="also write N noise-only `_silence_` clips")
+    synth_parser.set_defaults(func=_synth_speech)
+
+    download_parser = commands.add_parser(
+        "download",
+        help="download a public dataset as class folders",
+        description="Download a dataset, verify it, and convert it to DIR/NAME/<class>/<file>.",
+        epilog=_DOWNLOAD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    download_parser.add_argument("name", metavar="NAME", help="see the list below")
+    download_parser.add_argument("--dir", type=Path, default=None, help="parent folder (default: data/ in the project)")
+    download_parser.add_argument("--limit-per-class", type=int, default=None, help="keep only N files per class")
+    download_parser.add_argument(
+        "--samples",
+        action="store_true",
+        help=f"dashboard samples: keep a few test files per class (4 unless --limit-per-class) in "
+        f"{DOWNLOADED_SAMPLES_DIR}/<bundle>/",
+    )
+    download_parser.add_argument("--replace", action="store_true", help="replace an existing dataset folder")
+    download_parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives")
+    download_parser.add_argument("--base-url", default=None, help="mirror URL prefix (also ONEPIPE_DOWNLOAD_BASE_URL)")
+    download_parser.set_defaults(func=_download)
+
+    digits_parser = commands.add_parser(
+        "digits",
+        help="scikit-learn's handwritten digits as 28x28 PNG class folders (offline)",
+        description="Write OUT_DIR/<digit>/*.png: scikit-learn's 1,797 8x8 digits drawn MNIST-style.",
+    )
+    digits_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    digits_parser.add_argument("--limit-per-class", type=int, default=None, help="keep only N digits per class")
+    digits_parser.set_defaults(func=_digits)
+
+    samples_parser = commands.add_parser(
+        "samples",
+        help="write the dashboard's example inputs into each bundle folder",
+        description="Replace <models-dir>/<bundle>/samples/<class>/ for speech-commands, spoken-digits "
+        "and mnist with synthesised speech and drawn digits. For cifar10: `data download cifar10 --samples`.",
+    )
+    samples_parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=f"default {MODELS_DIR}")
+    samples_parser.add_argument("--per-class", type=int, default=4, help="samples per class (default 4)")
+    samples_parser.add_argument("--seed", type=int, default=0)
+    samples_parser.set_defaults(func=_samples)
+    return data
+
+
+def _print_counts(counts: dict, where: Path) -> None:
+    total = sum(value if isinstance(value, int) else sum(value.values()) for value in counts.values())
+    print(f"wrote {total} files to {where}")
+    print(json.dumps(counts))
+
+
+def _synth_speech(args: argparse.Namespace) -> int:
+    from app.synth import SPEECH_COMMANDS_WORDS, synthesize_dataset
+
+    counts = synthesize_dataset(
+        args.out_dir,
+        words=args.words or SPEECH_COMMANDS_WORDS,
+        per_class=args.per_class,
+        seed=args.seed,
+        silence=args.silence,
+    )
+    _print_counts(counts, args.out_dir)
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from app.download import DEFAULT_DIR, download_dataset, download_samples, resolve_source
+
+    source = resolve_source(args.name)
+    if args.samples:
+        counts = download_samples(source.name, per_class=args.limit_per_class or 4, base_url=args.base_url)
+        _print_counts(counts, DOWNLOADED_SAMPLES_DIR / source.bundle)
+        return 0
+    directory = args.dir or DEFAULT_DIR
+    counts = download_dataset(
+        source,
+        directory,
+        limit_per_class=args.limit_per_class,
+        base_url=args.base_url,
+        replace=args.replace,
+        keep_archives=args.keep_archives,
+    )
+    _print_counts(counts, directory / source.name)
+    print(f"licence: {source.licence}")
+    return 0
+
+
+def _digits(args: argparse.Namespace) -> int:
+    from app.digits import write_digits
+    from app.errors import InputError
+
+    if args.limit_per_class is not None and args.limit_per_class < 1:
+        raise InputError(f"received --limit-per-class {args.limit_per_class}; expected a positive number")
+    _print_counts(write_digits(args.out_dir, args.limit_per_class), args.out_dir)
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from app.errors import InputError
+    from app.samples import write_samples
+
+    if args.per_class < 1:
+        raise InputError(f"received --per-class {args.per_class}; expected a positive number")
+    written = write_samples(args.models_dir, per_class=args.per_class, seed=args.seed)
+    if not written:
+        print(f"no bundle folder (speech-commands, spoken-digits, mnist) in {args.models_dir}; nothing written")
+    else:
+        _print_counts(written, args.models_dir)
+    if not (DOWNLOADED_SAMPLES_DIR / "cifar10").is_dir():
+        print("cifar10 samples: run `python -m app data download cifar10 --samples` when online")
+    return 0

@@ -1,0 +1,631 @@
+"""Download public datasets and convert them to the class-folder layout `<dir>/<name>/<class>/<file>`.
+
+Downloads show a progress bar, resume after an interruption (HTTP Range requests on a `.part`
+file), are checked against the publisher's checksum where one is published, and archives are read
+member by member, refusing any member whose path or link would leave the target folder.
+
+| name | source | classes |
+|---|---|---|
+| speech-commands | Speech Commands v0.02, training archive (2.4 GB) | 35 words + `_background_noise_` |
+| speech-commands-v1 | Speech Commands v0.01 (1.4 GB) | 30 words + `_background_noise_` |
+| speech-commands-test | the official v0.02 test archive (112 MB) | 10 words, `_unknown_`, `_silence_` |
+| fsdd | Free Spoken Digit Dataset v1.0.10 (GitHub archive, 16 MB) | `0`..`9` |
+| mnist | MNIST idx files (torchvision's mirror, 11 MB) | `0`..`9` |
+| cifar10 | CIFAR-10 python batches (163 MB) | the 10 CIFAR classes |
+
+`testing_list.txt` (and, for Speech Commands, `validation_list.txt`) beside the class folders
+name the official held-out files. Set `ONEPIPE_DOWNLOAD_BASE_URL` to fetch every file from a
+mirror instead (the tests point it at a local server).
+
+Example:
+    >>> from app.download import download_dataset
+    >>> download_dataset("fsdd", "data")  # doctest: +SKIP
+    {'0': 300, '1': 300, ...}
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import io
+import os
+import pickle
+import posixpath
+import shutil
+import stat
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, ClassVar
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote
+from urllib.request import Request, urlopen
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from app.errors import DatasetError, InputError
+from app.paths import DOWNLOADED_SAMPLES_DIR
+
+DEFAULT_DIR = DOWNLOADED_SAMPLES_DIR.parent  # PROJECT_ROOT/data
+BASE_URL_VARIABLE = "ONEPIPE_DOWNLOAD_BASE_URL"
+CACHE_FOLDER = ".downloads"  # archives and .part files, under the download dir
+
+# Publishers' locations. Google publishes no checksums for Speech Commands, GitHub's generated
+# archives have none; the MNIST and CIFAR-10 MD5 sums are the ones their publishers (and
+# torchvision) give.
+SPEECH_COMMANDS_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/"
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # yann.lecun.com now refuses downloads
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+_CHUNK_BYTES = 1 << 20
+_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file a dataset is made from."""
+
+    name: str  # file name under the base URL
+    md5: str | None = None  # hex digest published by the source
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a dataset comes from and how it becomes class folders."""
+
+    name: str  # the CLI name and the output folder name
+    base_url: str
+    files: tuple[RemoteFile, ...]
+    # convert(downloaded file paths, output folder, limit per class) -> files written per class
+    convert: Callable[[list[Path], Path, int | None], dict[str, int]]
+    bundle: str  # shipped bundle whose classes it matches (samples folder name)
+    licence: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloading
+
+
+class _Interrupted(Exception):
+    """The server closed the connection before the whole file arrived."""
+
+
+def fetch(
+    url: str,
+    destination: str | Path,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    retries: int = 3,
+    progress: bool = True,
+) -> Path:
+    """Download `url` to `destination`, resuming a previous `.part` file, then verify its checksum.
+
+    Args:
+        url: http(s) URL.
+        destination: final file path; while downloading, data goes to `<destination>.part`.
+        md5: expected hex digest, or None.
+        sha256: expected hex digest, or None.
+        retries: automatic resumptions after a dropped connection.
+        progress: show a tqdm progress bar (bytes).
+
+    Returns:
+        `destination`.
+
+    Raises:
+        DatasetError: the server refuses the file, the connection keeps failing (run again to
+            resume), or the checksum differs (the file is deleted).
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.exists():
+        if _checksum_problem(destination, md5, sha256) is None:
+            return destination
+        destination.unlink()  # stale or corrupt: fetch again
+    partial = destination.with_name(destination.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _download_to(url, partial, progress)
+            break
+        except HTTPError as error:
+            raise DatasetError(f"{url} answered HTTP {error.code} {error.reason}; expected the file") from error
+        except (URLError, OSError, http.client.HTTPException, _Interrupted) as error:
+            if attempt == retries:
+                received = partial.stat().st_size if partial.exists() else 0
+                raise DatasetError(
+                    f"download of {url} failed after {retries + 1} attempts ({error}); {received} bytes are "
+                    f"kept in {partial}: run the same command again to resume"
+                ) from error
+    problem = _checksum_problem(partial, md5, sha256)
+    if problem:
+        partial.unlink()
+        raise DatasetError(f"checksum mismatch for {url}: {problem}; the file was deleted, run again to retry")
+    partial.replace(destination)
+    return destination
+
+
+def _download_to(url: str, partial: Path, progress: bool) -> None:
+    offset = partial.stat().st_size if partial.exists() else 0
+    headers = {"User-Agent": "onepipe-data-download"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urlopen(Request(url, headers=headers), timeout=_TIMEOUT_SECONDS)
+    except HTTPError as error:
+        if error.code == 416 and offset:  # nothing left to send: complete, or a different file
+            total = error.headers.get("Content-Range", "").rpartition("/")[2]
+            if total.isdigit() and int(total) == offset:
+                return
+            partial.unlink()
+            raise _Interrupted(f"server refused to resume at byte {offset}; starting again") from error
+        raise
+    with response:
+        if offset and response.status == 206:
+            mode = "ab"
+        else:
+            offset, mode = 0, "wb"  # the server ignored the Range header: start again
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        with (
+            open(partial, mode) as output,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=partial.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
+            while chunk := response.read(_CHUNK_BYTES):
+                output.write(chunk)
+                bar.update(len(chunk))
+    received = partial.stat().st_size
+    if total is not None and received < total:
+        raise _Interrupted(f"connection closed after {received} of {total} bytes")
+
+
+def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | None:
+    """None if the file matches the given digests, else what was expected and received."""
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is None:
+            continue
+        digest = hashlib.new(algorithm)
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(_CHUNK_BYTES), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected.lower():
+            return f"expected {algorithm} {expected}, received {digest.hexdigest()}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading archives safely
+
+
+def _checked_member_path(name: str, archive: Path) -> PurePosixPath:
+    """A member's path without a leading "./"; DatasetError if it is absolute or climbs with "..".."""
+    normalised = name.replace("\\", "/")
+    path = PurePosixPath(normalised)
+    if path.is_absolute() or (len(normalised) > 1 and normalised[1] == ":") or ".." in path.parts:
+        raise DatasetError(
+            f"{archive.name} holds the member {name!r}, which points outside the target folder; "
+            "expected relative paths only, so nothing was extracted"
+        )
+    return PurePosixPath(*[part for part in path.parts if part != "."])
+
+
+def _check_link(member_path: PurePosixPath, target: str, archive: Path) -> None:
+    resolved = posixpath.normpath(posixpath.join(str(member_path.parent), target.replace("\\", "/")))
+    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        raise DatasetError(
+            f"{archive.name} holds a link {str(member_path)!r} -> {target!r} that leaves the target folder; "
+            "expected links inside it only, so nothing was extracted"
+        )
+
+
+def iter_archive(archive: str | Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
+    """Yield (member path, readable file) for each regular file of a .tar(.gz|.bz2|.xz) or .zip.
+
+    Links are checked and skipped, directories and devices skipped; nothing is written to disk.
+
+    Raises:
+        DatasetError: a member path is absolute or contains "..", a link points outside the
+            archive's root, or the file is not a readable archive.
+    """
+    archive = Path(archive)
+    try:
+        if zipfile.is_zipfile(archive):
+            yield from _iter_zip(archive)
+        else:
+            yield from _iter_tar(archive)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile) as error:
+        raise DatasetError(f"{archive.name} is not a readable tar or zip archive ({error})") from error
+
+
+def _iter_tar(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            path = _checked_member_path(member.name, archive)
+            if member.issym() or member.islnk():
+                _check_link(path if member.issym() else PurePosixPath("x"), member.linkname, archive)
+                continue
+            if not member.isfile() or not path.parts:
+                continue
+            file = tar.extractfile(member)
+            if file is not None:
+                yield path, file
+
+
+def _iter_zip(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
+    with zipfile.ZipFile(archive) as zip_file:
+        for info in zip_file.infolist():
+            path = _checked_member_path(info.filename, archive)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                _check_link(path, zip_file.read(info).decode("utf-8", "replace"), archive)
+                continue
+            if info.is_dir() or not path.parts:
+                continue
+            with zip_file.open(info) as file:
+                yield path, file
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing class folders
+
+
+def _safe_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise DatasetError(f"refusing the file or class name {name!r}; expected a plain name")
+    return name
+
+
+class _ClassFolderWriter:
+    """Writes `<root>/<class>/<file>`, at most `limit` files per class, and the held-out lists."""
+
+    def __init__(self, root: Path, limit: int | None) -> None:
+        self.root = root
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+        self.written: set[str] = set()
+
+    def wants(self, label: str) -> bool:
+        return self.limit is None or self.counts.get(label, 0) < self.limit
+
+    def write(self, label: str, file_name: str, data: bytes | BinaryIO) -> str | None:
+        """Write one file; returns its relative path "class/file", or None when the class is full."""
+        if not self.wants(label):
+            return None
+        relative = f"{_safe_name(label)}/{_safe_name(file_name)}"
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as output:
+            if isinstance(data, bytes):
+                output.write(data)
+            else:
+                shutil.copyfileobj(data, output)
+        self.counts[label] = self.counts.get(label, 0) + 1
+        self.written.add(relative)
+        return relative
+
+    def write_image(self, label: str, file_name: str, pixels: np.ndarray) -> str | None:
+        """Write (height, width) or (height, width, 3) uint8 pixels as PNG."""
+        if not self.wants(label):
+            return None
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+        return self.write(label, file_name, buffer.getvalue())
+
+    def write_list(self, file_name: str, relative_paths: list[str]) -> None:
+        """Write a Speech Commands style list (one "class/file" a line) of the files kept."""
+        kept = [path for path in relative_paths if path in self.written]
+        if kept:
+            (self.root / file_name).write_text("".join(f"{path}\n" for path in kept))
+
+
+# ---------------------------------------------------------------------------------------------
+# Converters, one per source
+
+
+def _convert_speech_commands(paths: list[Path], root: Path, limit: int | None) -> dict[str, int]:
+    """`<word>/<file>.wav` members become class folders; top-level lists and licence are kept."""
+    writer = _ClassFolderWriter(root, limit)
+    lists: dict[str, list[str]] = {}
+    for member, file in iter_archive(paths[0]):
+        if len(member.parts) == 2 and member.suffix.lower() == ".wav":
+            writer.write(member.parts[0], member.parts[1], file)
+        elif len(member.parts) == 1 and member.name in ("validation_list.txt", "testing_list.txt"):
+            lists[member.name] = file.read().decode("utf-8").split()
+        elif len(member.parts) == 1 and member.name.upper().startswith(("LICENSE", "README")):
+            (root / _safe_name(member.name)).write_bytes(file.read())
+    for name, relative_paths in lists.items():
+        writer.write_list(name, relative_paths)
+    return writer.counts
+
+
+def _convert_fsdd(paths: list[Path], root: Path, limit: int | None) -> dict[str, int]:
+    """`*/recordings/<digit>_<speaker>_<index>.wav` go to `<digit>/`, names unchanged."""
+    writer = _ClassFolderWriter(root, limit)
+    for member, file in iter_archive(paths[0]):
+        if len(member.parts) >= 2 and member.parts[-2] == "recordings" and member.suffix.lower() == ".wav":
+            digit = member.name.split("_", 1)[0]
+            if digit.isdigit():
+                writer.write(digit, member.name, file)
+        elif len(member.parts) == 2 and member.name.upper().startswith(("LICENSE", "README")):
+            (root / _safe_name(member.name)).write_bytes(file.read())
+    return writer.counts
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (gzipped or not) as a uint8 array: images (count, rows, columns), labels (count,)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as file:
+            data = file.read()
+    except (OSError, EOFError) as error:
+        raise DatasetError(f"{path.name} is not a readable idx file ({error})") from error
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise DatasetError(f"{path.name} is not an unsigned-byte idx file; expected magic 0x0000080N")
+    dimensions = data[3]
+    header = 4 + 4 * dimensions
+    shape = tuple(int.from_bytes(data[4 + 4 * index : 8 + 4 * index], "big") for index in range(dimensions))
+    if len(data) != header + int(np.prod(shape)):
+        raise DatasetError(f"{path.name} holds {len(data) - header} bytes of data; expected shape {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _convert_mnist(paths: list[Path], root: Path, limit: int | None) -> dict[str, int]:
+    """idx files to `<digit>/<split>-<index>.png` (28×28 grey); test first, listed in testing_list.txt."""
+    by_name = {path.name: path for path in paths}
+    writer = _ClassFolderWriter(root, limit)
+    testing = []
+    for split, prefix in (("test", "t10k"), ("train", "train")):
+        images = read_idx(by_name[f"{prefix}-images-idx3-ubyte.gz"])
+        labels = read_idx(by_name[f"{prefix}-labels-idx1-ubyte.gz"])
+        if images.ndim != 3 or labels.shape != images.shape[:1]:
+            raise DatasetError(f"MNIST {split}: {images.shape} images for {labels.shape} labels; expected equal counts")
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            relative = writer.write_image(str(int(label)), f"{split}-{index:05d}.png", image)
+            if relative and split == "test":
+                testing.append(relative)
+    writer.write_list("testing_list.txt", testing)
+    return writer.counts
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists and NumPy arrays only: a CIFAR batch cannot run code."""
+
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name} in a CIFAR batch; expected arrays only")
+        return super().find_class(module, name)
+
+
+def _load_batch(file: BinaryIO, name: str) -> dict:
+    try:
+        batch = _ArrayUnpickler(file, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        raise DatasetError(f"CIFAR-10 file {name} is not a python batch ({error})") from error
+    if not isinstance(batch, dict):
+        raise DatasetError(f"CIFAR-10 file {name} holds a {type(batch).__name__}; expected a dict")
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
+
+
+def _convert_cifar10(paths: list[Path], root: Path, limit: int | None) -> dict[str, int]:
+    """Python batches to `<class>/<split>-<index>.png` (32×32 RGB); test first, listed in testing_list.txt."""
+    batches: dict[str, dict] = {}
+    for member, file in iter_archive(paths[0]):
+        if member.name == "test_batch" or member.name.startswith("data_batch_") or member.name == "batches.meta":
+            batches[member.name] = _load_batch(file, member.name)
+    class_names = list(CIFAR10_CLASSES)
+    if "batches.meta" in batches:
+        class_names = [
+            name.decode() if isinstance(name, bytes) else str(name) for name in batches["batches.meta"]["label_names"]
+        ]
+    order = ["test_batch", *sorted(name for name in batches if name.startswith("data_batch_"))]
+    if "test_batch" not in batches or len(order) < 2:
+        raise DatasetError(f"{paths[0].name} lacks test_batch or data_batch_*; expected the CIFAR-10 python version")
+    writer = _ClassFolderWriter(root, limit)
+    testing = []
+    train_index = 0
+    for batch_name in order:
+        batch = batches[batch_name]
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        for index, (image, label) in enumerate(zip(images, batch["labels"], strict=True)):
+            split = "test" if batch_name == "test_batch" else "train"
+            number = index if split == "test" else train_index
+            train_index += split == "train"
+            relative = writer.write_image(class_names[int(label)], f"{split}-{number:05d}.png", image)
+            if relative and split == "test":
+                testing.append(relative)
+    writer.write_list("testing_list.txt", testing)
+    return writer.counts
+
+
+DATASETS: dict[str, DatasetSource] = {
+    source.name: source
+    for source in (
+        DatasetSource(
+            "speech-commands",
+            SPEECH_COMMANDS_URL,
+            (RemoteFile("speech_commands_v0.02.tar.gz"),),
+            _convert_speech_commands,
+            bundle="speech-commands",
+            licence="CC BY 4.0 (Warden 2018, arXiv:1804.03209)",
+        ),
+        DatasetSource(
+            "speech-commands-v1",
+            SPEECH_COMMANDS_URL,
+            (RemoteFile("speech_commands_v0.01.tar.gz"),),
+            _convert_speech_commands,
+            bundle="speech-commands",
+            licence="CC BY 4.0 (Warden 2018, arXiv:1804.03209)",
+        ),
+        DatasetSource(
+            "speech-commands-test",
+            SPEECH_COMMANDS_URL,
+            (RemoteFile("speech_commands_test_set_v0.02.tar.gz"),),
+            _convert_speech_commands,
+            bundle="speech-commands",
+            licence="CC BY 4.0 (Warden 2018, arXiv:1804.03209)",
+        ),
+        DatasetSource(
+            "fsdd",
+            FSDD_URL,
+            (RemoteFile("v1.0.10.zip"),),
+            _convert_fsdd,
+            bundle="spoken-digits",
+            licence="CC BY-SA 4.0 (Jakobovski et al., Free Spoken Digit Dataset)",
+        ),
+        DatasetSource(
+            "mnist",
+            MNIST_URL,
+            (
+                RemoteFile("train-images-idx3-ubyte.gz", md5="f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+                RemoteFile("train-labels-idx1-ubyte.gz", md5="d53e105ee54ea40749a09fcbcd1e9432"),
+                RemoteFile("t10k-images-idx3-ubyte.gz", md5="9fb629c4189551a2d022fa330f9573f3"),
+                RemoteFile("t10k-labels-idx1-ubyte.gz", md5="ec29112dd5afa0611ce80d1b7f02629c"),
+            ),
+            _convert_mnist,
+            bundle="mnist",
+            licence="CC BY-SA 3.0 (LeCun, Cortes and Burges)",
+        ),
+        DatasetSource(
+            "cifar10",
+            CIFAR10_URL,
+            (RemoteFile("cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a"),),
+            _convert_cifar10,
+            bundle="cifar10",
+            licence="cite Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
+        ),
+    )
+}
+
+
+def resolve_source(name: str | DatasetSource) -> DatasetSource:
+    """The DatasetSource called `name` (or `name` itself if it is one).
+
+    Raises:
+        InputError: the name is unknown.
+    """
+    if isinstance(name, DatasetSource):
+        return name
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def file_url(source: DatasetSource, remote: RemoteFile, base_url: str | None = None) -> str:
+    """The URL of one file: `base_url`, else $ONEPIPE_DOWNLOAD_BASE_URL, else the publisher's."""
+    base = base_url or os.environ.get(BASE_URL_VARIABLE) or source.base_url
+    return f"{base.rstrip('/')}/{quote(remote.name)}"
+
+
+def download_dataset(
+    name: str | DatasetSource,
+    directory: str | Path = DEFAULT_DIR,
+    *,
+    limit_per_class: int | None = None,
+    base_url: str | None = None,
+    folder_name: str | None = None,
+    replace: bool = False,
+    keep_archives: bool = False,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Download a dataset and write it as `<directory>/<folder_name>/<class>/<file>`.
+
+    The class folders are written to a temporary folder and renamed into place, so a failed run
+    leaves nothing half-made. Archives go to `<directory>/.downloads/` and are deleted afterwards
+    unless `keep_archives`; an interrupted download is resumed by running again.
+
+    Args:
+        name: a key of DATASETS (or a DatasetSource).
+        directory: parent of the dataset folder.
+        limit_per_class: keep only the first N files of each class (test images first for
+            mnist and cifar10); None keeps all.
+        base_url: fetch from this URL prefix instead of the publisher's (also $ONEPIPE_DOWNLOAD_BASE_URL).
+        folder_name: output folder name (default: the dataset name).
+        replace: replace an existing output folder instead of refusing.
+        keep_archives: keep the downloaded archives.
+        progress: show progress bars.
+
+    Returns:
+        Files written per class.
+
+    Raises:
+        InputError: unknown dataset or a bad limit.
+        DatasetError: the output folder exists, a download or checksum fails, or an archive is unsafe.
+    """
+    source = resolve_source(name)
+    if limit_per_class is not None and limit_per_class < 1:
+        raise InputError(f"received --limit-per-class {limit_per_class}; expected a positive number")
+    directory = Path(directory)
+    target = directory / (folder_name or source.name)
+    if target.exists() and any(target.iterdir()) and not replace:
+        raise DatasetError(f"{target} already exists; expected a new folder (remove it or pass --replace)")
+    cache = directory / CACHE_FOLDER
+    paths = [
+        fetch(
+            file_url(source, remote, base_url),
+            cache / remote.name,
+            md5=remote.md5,
+            sha256=remote.sha256,
+            progress=progress,
+        )
+        for remote in source.files
+    ]
+    staging = directory / f".{target.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        counts = source.convert(paths, staging, limit_per_class)
+        if not counts:
+            raise DatasetError(f"{', '.join(path.name for path in paths)} held no files of {source.name}'s layout")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not keep_archives:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        if cache.exists() and not any(cache.iterdir()):
+            cache.rmdir()
+    return dict(sorted(counts.items()))
+
+
+def download_samples(
+    name: str, per_class: int = 4, base_url: str | None = None, progress: bool = True
+) -> dict[str, int]:
+    """Fetch a few held-out files per class into DOWNLOADED_SAMPLES_DIR/<bundle>/ for the dashboard.
+
+    For cifar10 (no honest offline sample exists) this is how the dashboard gets its examples.
+    """
+    source = resolve_source(name)
+    return download_dataset(
+        source,
+        DOWNLOADED_SAMPLES_DIR,
+        limit_per_class=per_class,
+        base_url=base_url,
+        folder_name=source.bundle,
+        replace=True,
+        progress=progress,
+    )

@@ -1,0 +1,68 @@
+"""Dataset discovery and the stable, speaker-aware split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures_data import tone, write_wav
+
+from app.data import find_dataset, speaker_key, split_dataset, which_set
+from app.errors import DatasetError
+
+
+def test_kind_classes_and_background_noise(tmp_path):
+    for name in ("yes", "no"):
+        write_wav(tmp_path / name / "aaaa1111_nohash_0.wav", tone(440))
+    write_wav(tmp_path / "_background_noise_" / "white.wav", np.zeros(16000, np.float32))
+    (tmp_path / "yes" / "notes.txt").write_text("not data")
+    dataset = find_dataset(tmp_path)
+    assert dataset.kind == "audio"
+    assert dataset.class_names == ("no", "yes")
+    assert len(dataset.files) == 2 and dataset.labels == (0, 1)
+    assert [p.name for p in dataset.background_noise_files] == ["white.wav"]
+
+
+def test_bad_layouts_are_explained(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        find_dataset(tmp_path / "missing")
+    (tmp_path / "only").mkdir()
+    write_wav(tmp_path / "only" / "a.wav", tone(440))
+    with pytest.raises(DatasetError, match="need at least 2"):
+        find_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="no audio or image files"):
+        find_dataset(tmp_path / "only")
+
+
+def test_speaker_key_follows_speech_commands_names():
+    assert speaker_key(Path("0a7c2a8d_nohash_3.wav")) == "0a7c2a8d"
+    assert speaker_key(Path("bed_0a7c2a8d_nohash_0.wav.wav")) == "0a7c2a8d"
+    assert speaker_key(Path("7_george_12.wav"), r"^[^_]+_([^_]+)_") == "george"
+    assert speaker_key(Path("00003.png")) == "00003.png"
+
+
+def test_one_speaker_never_straddles_splits_and_the_split_is_stable():
+    names = [Path(f"{word}_{speaker:08x}_nohash_{n}.wav") for speaker in range(300) for word in ("a", "b") for n in (0, 1)]
+    sets = {}
+    for path in names:
+        sets.setdefault(speaker_key(path), set()).add(which_set(path, 10, 10))
+    assert all(len(s) == 1 for s in sets.values())
+    counts = {name: sum(which_set(p, 10, 10) == name for p in names) for name in ("train", "validation", "test")}
+    assert 0.7 < counts["train"] / len(names) < 0.9
+    assert which_set(names[0], 10, 10, salt="x") in ("train", "validation", "test")  # a salt reshuffles
+    assert [which_set(p, 10, 10) for p in names] == [which_set(p, 10, 10) for p in names]
+
+
+def test_list_files_take_precedence(tmp_path):
+    for name in ("up", "down"):
+        for n in range(4):
+            write_wav(tmp_path / name / f"{n:08x}_nohash_0.wav", tone(440))
+    (tmp_path / "validation_list.txt").write_text("up/00000000_nohash_0.wav\n")
+    (tmp_path / "testing_list.txt").write_text("down/00000001_nohash_0.wav\n")
+    dataset = find_dataset(tmp_path)
+    splits = split_dataset(dataset, 10, 10)
+    as_names = {k: [dataset.files[i].relative_to(tmp_path).as_posix() for i in v] for k, v in splits.items()}
+    assert as_names["validation"] == ["up/00000000_nohash_0.wav"]
+    assert as_names["test"] == ["down/00000001_nohash_0.wav"]
+    assert len(as_names["train"]) == 6

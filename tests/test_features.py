@@ -1,0 +1,42 @@
+"""Batch feature extraction: equal to one-by-one, cached by content, unreadable files listed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app import features as features_module
+from app.audio import audio_features
+from app.config import AudioConfig, ImageConfig
+from app.features import extract_features
+from app.images import load_image
+
+
+def test_batch_extraction_matches_single_files_and_skips_bad_ones(tmp_path, tone_dataset):
+    files = sorted(tone_dataset.glob("*/*.wav"))[:70]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEjunk")
+    config = AudioConfig()
+    result = extract_features([*files[:5], broken, *files[5:]], config, cache_dir=tmp_path / "cache", progress=False)
+    assert result.arrays.shape == (70, config.n_frames, config.n_mels)
+    assert 5 not in result.kept and len(result.kept) == 70
+    assert result.skipped[0][0] == str(broken) and "WAV" in result.skipped[0][1]
+    for row in (0, 37, 69):
+        file_index = result.kept[row]
+        source = files[file_index] if file_index < 5 else files[file_index - 1]
+        np.testing.assert_allclose(result.arrays[row], audio_features(source, config), atol=1e-4)
+
+
+def test_second_run_reads_the_cache(tmp_path, shape_dataset, monkeypatch):
+    files = sorted(shape_dataset.glob("*/*.png"))
+    config = ImageConfig(image_size=(28, 28), channels=1)
+    first = extract_features(files, config, cache_dir=tmp_path, progress=False)
+    assert list(tmp_path.glob("features-*.npz"))
+    decoded = []
+    original = features_module.load_examples
+    monkeypatch.setattr(features_module, "load_examples", lambda f, *a, **k: decoded.extend(f) or original(f, *a, **k))
+    second = extract_features(files, config, cache_dir=tmp_path, progress=False)
+    assert decoded == []
+    np.testing.assert_array_equal(first.arrays, second.arrays)
+    np.testing.assert_array_equal(second.arrays[3], load_image(files[3], config))
+    other = extract_features(files, ImageConfig(image_size=(20, 20), channels=1), cache_dir=tmp_path, progress=False)
+    assert other.arrays.shape[1:] == (20, 20, 1) and len(decoded) == len(files)  # a new config misses the cache

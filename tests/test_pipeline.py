@@ -1,0 +1,116 @@
+"""End to end through the CLI: train, evaluate, predict; bundles, parity, and serving without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.bundle import read_metadata
+from app.errors import BundleError
+from app.predict import Predictor
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "app", *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
+    bundle = tmp_path / "tones"
+    result = run_cli("train", tone_dataset, "--out", bundle, "--epochs", "2", "--batch-size", "16", "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("model.keras", "model.tflite", "metadata.json", "report.png"):
+        assert (bundle / name).is_file()
+    metadata = read_metadata(bundle)
+    assert metadata["kind"] == "audio" and metadata["class_names"] == ["high", "low", "mid"]
+    assert metadata["preprocessing"]["n_mels"] == 40 and metadata["input_shape"] == [97, 40, 1]
+    assert set(metadata["files"]) == {"model.keras", "model.tflite", "report.png"}
+    assert metadata["training"]["command"].startswith("python -m app train")
+    assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
+    assert {"tensorflow-cpu", "keras", "numpy"} & set(metadata["versions"])
+    assert metadata["data"]["files"] == 72 and sum(metadata["data"]["split"].values()) == 72
+
+    again = run_cli("train", tone_dataset, "--out", bundle, "--epochs", "1")
+    assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
+
+    evaluation = run_cli("evaluate", bundle, tone_dataset, "--json")
+    assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+    report = json.loads(evaluation.stdout)
+    assert report["count"] == 72 and 0.0 <= report["accuracy"] <= 1.0
+    assert set(report["per_class"]) == {"high", "low", "mid"}
+    assert np.asarray(report["confusion_matrix"]).sum() == 72
+
+    clip = next((tone_dataset / "low").iterdir())
+    prediction = run_cli("predict", bundle, clip, "--top-k", "2")
+    assert prediction.returncode == 0, prediction.stderr[-2000:]
+    line = json.loads(prediction.stdout.splitlines()[0])
+    assert line["file"] == str(clip) and len(line["predictions"]) == 2
+    assert line["predictions"][0]["score"] >= line["predictions"][1]["score"]
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
+    not_audio = tmp_path / "report.pdf"
+    not_audio.write_bytes(b"%PDF-1.4 nothing to hear")
+    result = run_cli("predict", trained_models / "tones", not_audio)
+    assert result.returncode == 2
+    assert "could not be decoded as audio" in result.stderr and "expected audio" in result.stderr
+    missing = run_cli("evaluate", tmp_path / "nowhere", tmp_path)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    usage = run_cli("train")
+    assert usage.returncode == 2
+
+
+def test_trained_bundles_predict_their_own_data(trained_models, tone_dataset, shape_dataset):
+    for name, data in (("tones", tone_dataset), ("shapes", shape_dataset)):
+        predictor = Predictor.load(trained_models / name)
+        files = sorted(data.glob("*/*"))[::6]
+        correct = [predictor(f, top_k=1)[0]["label"] == f.parent.name for f in files]
+        assert np.mean(correct) > 0.6, name
+
+
+def test_keras_and_litert_agree(trained_models, tone_dataset, shape_dataset):
+    import keras
+
+    for name, data in (("tones", tone_dataset), ("shapes", shape_dataset)):
+        predictor = Predictor.load(trained_models / name)
+        model = keras.saving.load_model(trained_models / name / "model.keras")
+        features = np.stack([predictor.preprocess(f) for f in sorted(data.glob("*/*"))[:16]]).astype(np.float32)
+        keras_input = features[..., None] if features.ndim == 3 else features
+        np.testing.assert_allclose(predictor.predict_features(features), model.predict(keras_input, verbose=0), atol=1e-4)
+
+
+def test_predictor_verifies_the_model_checksum(tmp_path, trained_models):
+    import shutil
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(trained_models / "tones", copy)
+    with open(copy / "model.tflite", "r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match="sha256"):
+        Predictor.load(copy)
+
+
+def test_serving_never_imports_tensorflow(trained_models, tone_dataset):
+    clip = next((tone_dataset / "mid").iterdir())
+    code = (
+        "import sys\n"
+        "from app.predict import Predictor\n"
+        f"p = Predictor.load({str(trained_models / 'tones')!r})\n"
+        f"print(p({str(clip)!r})[0]['label'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    label, modules = result.stdout.strip().splitlines()
+    assert label in ("low", "mid", "high")
+    assert modules == "[]"

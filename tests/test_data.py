@@ -43,7 +43,9 @@ def test_speaker_key_follows_speech_commands_names():
 
 
 def test_one_speaker_never_straddles_splits_and_the_split_is_stable():
-    names = [Path(f"{word}_{speaker:08x}_nohash_{n}.wav") for speaker in range(300) for word in ("a", "b") for n in (0, 1)]
+    names = [
+        Path(f"{word}_{speaker:08x}_nohash_{n}.wav") for speaker in range(300) for word in ("a", "b") for n in (0, 1)
+    ]
     sets = {}
     for path in names:
         sets.setdefault(speaker_key(path), set()).add(which_set(path, 10, 10))

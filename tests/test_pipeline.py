@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_cli(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "app", *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
 
 
 def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
@@ -85,7 +87,9 @@ def test_keras_and_litert_agree(trained_models, tone_dataset, shape_dataset):
         model = keras.saving.load_model(trained_models / name / "model.keras")
         features = np.stack([predictor.preprocess(f) for f in sorted(data.glob("*/*"))[:16]]).astype(np.float32)
         keras_input = features[..., None] if features.ndim == 3 else features
-        np.testing.assert_allclose(predictor.predict_features(features), model.predict(keras_input, verbose=0), atol=1e-4)
+        np.testing.assert_allclose(
+            predictor.predict_features(features), model.predict(keras_input, verbose=0), atol=1e-4
+        )
 
 
 def test_predictor_verifies_the_model_checksum(tmp_path, trained_models):

@@ -83,6 +83,12 @@ def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.
 
 def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray | None:
     """SciPy's WAV reader for PCM and float WAV; None for WAV codecs it does not know (PyAV then)."""
+    samples = _canonical_pcm16(data, max_seconds)
+    if samples is not None:  # the common case (Speech Commands, FSDD, most recorders): no parsing needed
+        file_rate, channels = struct.unpack_from("<I", data, 24)[0], samples.shape[1]
+        waveform = samples[:, 0].astype(np.float32) if channels == 1 else samples.mean(axis=1, dtype=np.float32)
+        waveform *= 1.0 / 32768.0
+        return waveform if file_rate == sample_rate else _finish(resample(waveform, file_rate, sample_rate), source)
     fmt_chunk = data.find(b"fmt ", 12)
     if 0 < fmt_chunk <= len(data) - 12 and struct.unpack_from("<H", data, fmt_chunk + 10)[0] == 0:
         raise InputError(f"{describe_source(source)} declares zero audio channels; {EXPECTED_AUDIO}")
@@ -108,6 +114,18 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
     if waveform.ndim == 2:
         waveform = waveform.mean(axis=1)
     return _finish(resample(waveform, file_rate, sample_rate), source)
+
+
+def _canonical_pcm16(data: bytes, max_seconds: float) -> np.ndarray | None:
+    """(frames, channels) int16 samples of a 44-byte-header PCM16 WAV; None for anything else."""
+    if len(data) <= 44 or data[12:20] != b"fmt \x10\x00\x00\x00" or data[36:40] != b"data":
+        return None
+    tag, channels, file_rate, _, _, bits = struct.unpack_from("<HHIIHH", data, 20)
+    count = min(struct.unpack_from("<I", data, 40)[0], len(data) - 44) // 2
+    count -= count % max(channels, 1)
+    if tag != 1 or bits != 16 or channels == 0 or file_rate == 0 or not 0 < count <= max_seconds * file_rate * channels:
+        return None
+    return np.frombuffer(data, "<i2", count=count, offset=44).reshape(-1, channels)
 
 
 def _to_float(samples: np.ndarray) -> np.ndarray:
@@ -218,7 +236,7 @@ def _window(n_fft: int) -> np.ndarray:
     return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
 
 
-def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: int = 64) -> np.ndarray:
+def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: int = 8) -> np.ndarray:
     """Log-mel spectrograms of one or many equal-length windows, vectorised over the batch.
 
     Args:
@@ -228,7 +246,8 @@ def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: 
 
     Returns:
         (time, n_mels) or (batch, time, n_mels) float32 in dB relative to each clip's loudest
-        bin: 0 at the maximum, floored at -top_db. A clip's level does not change its features.
+        bin: 0 at the maximum, floored at -top_db (then each band's mean removed if subtract_band_mean).
+        A clip's level does not change its features.
     """
     single = np.ndim(waveforms) == 1
     batch = np.atleast_2d(np.asarray(waveforms, dtype=np.float32))
@@ -249,6 +268,8 @@ def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: 
         decibels *= 10.0
         decibels -= decibels.max(axis=(1, 2), keepdims=True)
         np.maximum(decibels, -config.top_db, out=output[start : start + chunk_size])
+        if config.subtract_band_mean:
+            output[start : start + chunk_size] -= output[start : start + chunk_size].mean(axis=1, keepdims=True)
     return output[0] if single else output
 
 

@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data_dir", type=Path, help="class-folder dataset: DATA_DIR/<class>/<file>")
     train.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     train.add_argument("--kind", choices=("audio", "image"), help="force the data kind (default: detect)")
+    train.add_argument(
+        "--extra-train-data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another class-folder dataset used for training only (repeatable), e.g. synthetic speech",
+    )
     train.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--seed", type=int)
@@ -148,6 +156,7 @@ def _train(args: argparse.Namespace) -> int:
         command=shlex.join(["python", "-m", "app", *sys.argv[1:]]),
         group_pattern=args.group_pattern,
         progress=not args.quiet,
+        extra_train_dirs=args.extra_train_data,
     )
     return 0
 

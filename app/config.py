@@ -26,6 +26,9 @@ class AudioConfig:
     f_min: float = 20.0  # Hz, lowest mel band edge
     f_max: float = 7600.0  # Hz, highest mel band edge (must be ≤ sample_rate / 2)
     top_db: float = 80.0  # dynamic range kept below the clip's loudest bin, in dB
+    # Subtract each mel band's mean over time (cepstral mean normalisation): removes the colouring of
+    # a microphone or room and some of a speaker's timbre.
+    subtract_band_mean: bool = False
     max_decoded_seconds: float = 60.0  # longer input is rejected before it can fill memory
 
     @property

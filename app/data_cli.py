@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     synth_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     synth_parser.add_argument(
-        "--words", nargs="+", default=None, help="words to say (default: the 30 of Speech Commands v0.01)"
+        "--words",
+        nargs="+",
+        default=None,
+        help="words to say, or LABEL=TEXT such as 7=seven (default: the 30 of Speech Commands v0.01)",
     )
     synth_parser.add_argument("--per-class", type=int, default=100, help="clips per word (default 100)")
     synth_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -446,7 +446,8 @@ def synthesize_dataset(
 
     Args:
         out_dir: dataset root (created).
-        words: one class per word; letters, digits, spaces, apostrophes and hyphens only.
+        words: one class per word; letters, digits, spaces, apostrophes and hyphens only. "LABEL=TEXT"
+            says TEXT into the folder LABEL (e.g. "7=seven").
         per_class: clips per word.
         seed: random seed; the same seed gives the same files.
         sample_rate: Hz of the 1 s PCM16 mono WAV files.
@@ -459,15 +460,23 @@ def synthesize_dataset(
     Raises:
         InputError: a word is empty or not a plain word, or a count is negative.
     """
-    words = list(dict.fromkeys(words))
-    for word in words:
-        if not word or not all(character.isalnum() or character in " '-" for character in word):
-            raise InputError(f"cannot use {word!r} as a word; expected letters, digits, spaces or hyphens")
+    texts: dict[str, str] = {}
+    for entry in dict.fromkeys(words):
+        label, _, text = entry.partition("=") if "=" in entry else (entry, "", entry)
+        for part in (label, text):
+            if not part or not all(character.isalnum() or character in " '-" for character in part):
+                raise InputError(
+                    f"cannot use {entry!r} as a word; expected letters, digits, spaces or hyphens, "
+                    "optionally as LABEL=TEXT (e.g. 7=seven)"
+                )
+        texts[label] = text
     if per_class < 0 or silence < 0:
         raise InputError(f"received per_class={per_class}, silence={silence}; expected counts ≥ 0")
-    labels = [*words, *([SILENCE_LABEL] if silence else [])]
-    counts = {label: per_class for label in words} | ({SILENCE_LABEL: silence} if silence else {})
+    labels = [*texts, *([SILENCE_LABEL] if silence else [])]
+    counts = {label: per_class for label in texts} | ({SILENCE_LABEL: silence} if silence else {})
     with tqdm(total=sum(counts.values()), unit="clip", disable=not progress) as bar:
         for label in labels:
-            synthesize_class(out_dir, label, counts[label], seed, sample_rate=sample_rate, on_clip=bar.update)
+            synthesize_class(
+                out_dir, label, counts[label], seed, text=texts.get(label), sample_rate=sample_rate, on_clip=bar.update
+            )
     return counts

@@ -13,6 +13,7 @@ import platform
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,7 @@ def train(
     group_pattern: str | None = None,
     progress: bool = True,
     cache_dir: Path | None = None,
+    extra_train_dirs: Sequence[str | Path] = (),
 ) -> Path:
     """Train the CNN on `data_dir/<class>/<files>` and write a bundle to `out_dir`.
 
@@ -154,6 +156,8 @@ def train(
         group_pattern: regex whose first group is the speaker in a file name (keeps speakers in one split).
         progress: show progress bars.
         cache_dir: feature cache folder (default: ~/.cache/onepipe).
+        extra_train_dirs: more class-folder datasets (e.g. synthetic speech) used for training only, never
+            for validation or test; folders named after classes of `data_dir` are used, others ignored.
 
     Returns:
         The bundle folder.
@@ -189,6 +193,13 @@ def train(
     test_features, test_labels = split_arrays("test")
     if len(train_features) == 0 or len(validation_features) == 0:
         raise DatasetError(f"no readable files left in the training or validation split of {dataset.root}")
+    extra_summary = {}
+    for extra_dir in extra_train_dirs:
+        extra = find_dataset(extra_dir, dataset.kind, class_names=list(dataset.class_names))
+        extra_extraction = extract_features(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
+        train_features = np.concatenate([train_features, extra_extraction.arrays])
+        train_labels = np.concatenate([train_labels, np.asarray(extra.labels)[extra_extraction.kept]])
+        extra_summary[str(Path(extra_dir).resolve())] = extra.counts()
     if dataset.kind == "audio" and train_config.augment and train_config.augment_copies > 0:
         extra_features, extra_labels = _augmented_audio(dataset, splits["train"], preprocessing, train_config, progress)
         train_features = np.concatenate([train_features, extra_features])
@@ -264,6 +275,7 @@ def train(
             "files": len(dataset.files),
             "per_class": dataset.counts(),
             "split": {name: len(indices) for name, indices in splits.items()},
+            "extra_training_data": extra_summary,
             "augmented_training_examples": int(len(train_features)),
             "skipped": [{"file": f, "reason": r} for f, r in extraction.skipped],
         },

@@ -1,0 +1,12 @@
+"""The Voila dashboard: `build_dashboard()` returns fresh widgets (Audio and Images tabs).
+
+Only this package imports ipywidgets, ipywebrtc and IPython.
+
+Example:
+    >>> from app.ui import build_dashboard
+    >>> dashboard = build_dashboard()  # doctest: +SKIP
+"""
+
+from app.ui.dashboard import build_dashboard
+
+__all__ = ["build_dashboard"]

@@ -1,0 +1,178 @@
+"""The Audio tab: pick a model, listen to examples, record from the microphone or upload, and predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+from ipywebrtc import AudioRecorder, CameraStream
+
+from app import paths
+from app.config import AUDIO_EXTENSIONS
+from app.errors import InputError
+from app.ui.bundles import BundleInfo, list_bundle_infos, no_samples_hint, sample_files
+from app.ui.common import MAX_UPLOAD_BYTES, ModelPicker, no_models_message, predict_into, read_upload, section
+from app.ui.result_panel import ResultPanel
+
+RECORD_LABEL, STOP_LABEL = "● Record", "■ Stop"
+
+
+class AudioTab(widgets.VBox):
+    """Model picker, example clips with a player, microphone, upload and the result panel."""
+
+    def __init__(self, models_dir: Path | None = None):
+        super().__init__()
+        self.add_class("onepipe-tab")
+        self.models_dir = Path(models_dir or paths.MODELS_DIR)
+        self.result = ResultPanel()
+        infos = list_bundle_infos("audio", self.models_dir)
+        self.current: tuple[str, Any] | None = None  # (name shown, source) that Predict uses
+        self.samples: dict[str, list[Path]] = {}
+        if not infos:
+            self.picker = None
+            self.children = [widgets.HTML(no_models_message("audio", self.models_dir))]
+            return
+        self.picker = ModelPicker(infos, self._model_changed)
+
+        self.class_dropdown = widgets.Dropdown(description="Class", layout=widgets.Layout(width="220px"))
+        self.clip_buttons = widgets.ToggleButtons(style={"button_width": "44px"})
+        self.clip_buttons.add_class("onepipe-clips")
+        self.player = widgets.Audio(format="wav", autoplay=False, controls=True, layout=widgets.Layout(width="300px"))
+        self.samples_hint = widgets.HTML()
+        self.predict_button = widgets.Button(description="Predict", button_style="primary")
+        self.predict_button.add_class("onepipe-predict")
+        self.class_dropdown.observe(self._class_changed, "value")
+        self.clip_buttons.observe(self._clip_changed, "value")
+        self.predict_button.on_click(lambda _: self.predict_current())
+
+        self.camera = CameraStream(constraints={"audio": True, "video": False})
+        self.recorder = AudioRecorder(stream=self.camera, format="webm", layout=widgets.Layout(display="none"))
+        self.recorder.add_class("onepipe-recorder")
+        self.recorder.audio.observe(self._recorded, "value")
+        self.record_button = widgets.ToggleButton(description=RECORD_LABEL, button_style="danger")
+        self.record_button.add_class("onepipe-record")
+        self.record_status = widgets.HTML(
+            '<span class="onepipe-status">Say one word; it is predicted when you stop.</span>'
+        )
+        self.record_button.observe(self._record_toggled, "value")
+
+        self.upload = widgets.FileUpload(
+            accept=",".join(AUDIO_EXTENSIONS) + ",audio/*", multiple=False, description="Upload audio"
+        )
+        self.upload.add_class("onepipe-upload")
+        self.upload.observe(self._uploaded, "value")
+
+        controls = widgets.VBox(
+            [
+                self.picker,
+                section(
+                    "Examples",
+                    widgets.HBox([self.class_dropdown, self.clip_buttons]),
+                    self.samples_hint,
+                    widgets.HBox([self.player, self.predict_button], layout=widgets.Layout(align_items="center")),
+                    hint="Pick a class and a clip, listen, then press Predict.",
+                ),
+                section(
+                    "Microphone",
+                    widgets.HBox([self.record_button, self.record_status], layout=widgets.Layout(align_items="center")),
+                    self.recorder,
+                    hint="Your browser asks for the microphone the first time you press Record.",
+                ),
+                section(
+                    "Upload",
+                    self.upload,
+                    hint=f"A short clip: wav, flac, ogg, mp3, m4a, webm… up to {MAX_UPLOAD_BYTES // 2**20} MB.",
+                ),
+            ]
+        )
+        controls.add_class("onepipe-controls")
+        columns = widgets.Box([controls, self.result])
+        columns.add_class("onepipe-columns")
+        self.children = [columns]
+        self._model_changed(self.picker.info)
+
+    @property
+    def bundle(self) -> BundleInfo | None:
+        """The chosen audio bundle."""
+        return self.picker.info if self.picker else None
+
+    def _model_changed(self, info: BundleInfo | None) -> None:
+        self.samples = sample_files(info.path, "audio") if info else {}
+        self.result.show_message("Pick an example clip, record or upload, and the prediction appears here.", "info")
+        self.current = None
+        hint = "" if self.samples or info is None else no_samples_hint(info.name)
+        self.samples_hint.value = f'<div class="onepipe-hint">{hint}</div>' if hint else ""
+        self.class_dropdown.options = list(self.samples)
+        self.class_dropdown.value = next(iter(self.samples), None)
+        has_samples = bool(self.samples)
+        self.class_dropdown.layout.display = self.clip_buttons.layout.display = None if has_samples else "none"
+        self.player.layout.display = None if has_samples else "none"
+        self.predict_button.disabled = not has_samples
+        self._class_changed()
+
+    def _class_changed(self, change: dict[str, Any] | None = None) -> None:
+        files = self.samples.get(self.class_dropdown.value, [])
+        self.clip_buttons.options = [(str(i + 1), i) for i in range(len(files))]
+        self.clip_buttons.tooltips = [f.name for f in files]
+        self.clip_buttons.value = 0 if files else None
+        self._clip_changed()
+
+    def _clip_changed(self, change: dict[str, Any] | None = None) -> None:
+        files = self.samples.get(self.class_dropdown.value, [])
+        index = self.clip_buttons.value
+        if not files or index is None:
+            return
+        path = files[index]
+        self.current = (f"{self.class_dropdown.value}/{path.name}", path)
+        self.player.format = path.suffix.lstrip(".").lower()
+        self.player.value = path.read_bytes()
+
+    def select_sample(self, class_name: str, index: int = 0) -> None:
+        """Choose an example clip as a user would (for tests and the benchmark)."""
+        self.class_dropdown.value = class_name
+        self.clip_buttons.value = index
+
+    def predict_current(self) -> list[dict[str, Any]] | None:
+        """Predict the chosen example clip."""
+        if self.bundle is None or self.current is None:
+            self.result.show_message("Pick an example clip first.", "info")
+            return None
+        name, source = self.current
+        return predict_into(self.result, self.bundle.path, source, name)
+
+    def _record_toggled(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.record_button.description, self.record_button.button_style = STOP_LABEL, "warning"
+            self.record_status.value = '<span class="onepipe-status">Recording… say one word, then press Stop.</span>'
+            self.recorder.recording = True
+        else:
+            self.record_button.description, self.record_button.button_style = RECORD_LABEL, "danger"
+            self.record_status.value = (
+                '<span class="onepipe-status">Processing the recording… (if nothing happens, allow the '
+                "microphone in your browser and record again)</span>"
+            )
+            self.recorder.recording = False
+
+    def _recorded(self, change: dict[str, Any]) -> None:
+        if self.bundle is None:
+            return
+        data = bytes(change["new"] or b"")
+        self.recorder.layout.display = None
+        self.record_status.value = '<span class="onepipe-status">Recorded. Press Record to try again.</span>'
+        if not data:
+            self.result.show_message("The recording is empty: no sound arrived from the microphone.")
+            return
+        predict_into(self.result, self.bundle.path, data, "your recording")
+
+    def _uploaded(self, change: dict[str, Any]) -> None:
+        if not change["new"] or self.bundle is None:
+            return
+        try:
+            name, data = read_upload(change["new"])
+        except InputError as error:
+            self.result.show_error(error)
+        else:
+            predict_into(self.result, self.bundle.path, data, name)
+        finally:
+            self.upload.value = ()  # free the memory; the same file can be chosen again

@@ -1,0 +1,90 @@
+"""Bundles and their example files for the dashboard, with one cached Predictor per bundle."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from app import paths
+from app.config import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+
+_PREDICTORS: dict[tuple[str, int], object] = {}
+SAMPLES_PER_CLASS = 6  # at most this many example files per class are offered
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What the pickers show before a model is loaded."""
+
+    name: str
+    path: Path
+    kind: str
+    class_names: tuple[str, ...]
+
+
+def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleInfo]:
+    """Bundles of one kind ("audio" or "image") under `models_dir`, with their class names."""
+    import json
+
+    infos = []
+    for bundle_dir in paths.list_bundles(kind, Path(models_dir or paths.MODELS_DIR)):
+        try:
+            metadata = json.loads((bundle_dir / paths.METADATA_FILE).read_text())
+            class_names = tuple(str(name) for name in metadata["class_names"])
+        except (OSError, ValueError, KeyError):
+            continue
+        infos.append(BundleInfo(bundle_dir.name, bundle_dir, kind, class_names))
+    return infos
+
+
+def get_predictor(bundle_dir: Path):
+    """The Predictor of a bundle, loaded once per bundle version (keyed by metadata.json's mtime).
+
+    Raises:
+        app.errors.BundleError: missing or altered model files.
+    """
+    from app.predict import Predictor
+
+    bundle_dir = Path(bundle_dir).resolve()
+    key = (str(bundle_dir), (bundle_dir / paths.METADATA_FILE).stat().st_mtime_ns)
+    predictor = _PREDICTORS.get(key)
+    if predictor is None:
+        predictor = Predictor.load(bundle_dir)
+        _PREDICTORS[key] = predictor
+    return predictor
+
+
+def sample_files(bundle_dir: Path, kind: str) -> dict[str, list[Path]]:
+    """Example files grouped by class: <bundle>/samples/<class>/, else DOWNLOADED_SAMPLES_DIR/<bundle>/<class>/.
+
+    Returns:
+        {class name: [files]} sorted by class and file name; empty when there are none.
+    """
+    extensions = AUDIO_EXTENSIONS if kind == "audio" else IMAGE_EXTENSIONS
+    bundle_dir = Path(bundle_dir)
+    for root in (bundle_dir / paths.SAMPLES_FOLDER, paths.DOWNLOADED_SAMPLES_DIR / bundle_dir.name):
+        groups: dict[str, list[Path]] = {}
+        if not root.is_dir():
+            continue
+        for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+            if files:
+                groups[class_dir.name] = files[:SAMPLES_PER_CLASS]
+        if groups:
+            return groups
+    return {}
+
+
+def no_samples_hint(bundle_name: str) -> str:
+    """How to get example files (HTML) for a bundle that has none."""
+    from app.download import DATASETS
+
+    dataset = next((name for name, source in DATASETS.items() if source.bundle == bundle_name), None)
+    download = (
+        f" or fetch real ones with <code>python -m app data download {dataset} --samples</code>" if dataset else ""
+    )
+    return (
+        f"No example files for <b>{html.escape(bundle_name)}</b> yet. Make them with "
+        f"<code>python -m app data samples</code>{download}; or upload your own file."
+    )

@@ -1,0 +1,124 @@
+"""Pieces both tabs share: the model picker, upload checks and the timed predict-and-show step."""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from app.errors import InputError
+from app.ui.bundles import BundleInfo, get_predictor
+from app.ui.render import image_png, spectrogram_png
+from app.ui.result_panel import ResultPanel
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the browser sends larger files as empty (see styles.UPLOAD_GUARD_JS)
+TOP_K = 5
+log = logging.getLogger("onepipe.ui")
+
+
+def section(title: str, *children: widgets.Widget, hint: str = "") -> widgets.VBox:
+    """A titled block of controls."""
+    header = f'<div class="onepipe-section-title">{html.escape(title)}</div>'
+    if hint:
+        header += f'<div class="onepipe-hint">{hint}</div>'
+    box = widgets.VBox([widgets.HTML(header), *children])
+    box.add_class("onepipe-section")
+    return box
+
+
+class ModelPicker(widgets.VBox):
+    """A dropdown of bundles of one kind and the chosen bundle's classes."""
+
+    def __init__(self, infos: Sequence[BundleInfo], on_change: Callable[[BundleInfo | None], None]):
+        self.infos = {info.name: info for info in infos}
+        self.dropdown = widgets.Dropdown(
+            options=list(self.infos), description="Model", layout=widgets.Layout(width="320px")
+        )
+        self.classes = widgets.HTML()
+        super().__init__([self.dropdown, self.classes])
+        self.add_class("onepipe-model-picker")
+        self._on_change = on_change
+        self.dropdown.observe(self._changed, "value")
+        self._show_classes()
+
+    @property
+    def info(self) -> BundleInfo | None:
+        """The chosen bundle, or None when there is none."""
+        return self.infos.get(self.dropdown.value) if self.dropdown.value else None
+
+    def _show_classes(self) -> None:
+        info = self.info
+        if info is None:
+            self.classes.value = ""
+            return
+        chips = "".join(f'<span class="onepipe-chip">{html.escape(name)}</span>' for name in info.class_names)
+        self.classes.value = f'<div class="onepipe-classes"><span>{len(info.class_names)} classes:</span>{chips}</div>'
+
+    def _changed(self, change: dict[str, Any]) -> None:
+        self._show_classes()
+        self._on_change(self.info)
+
+
+def read_upload(value: Sequence[dict[str, Any]]) -> tuple[str, bytes]:
+    """Name and bytes of the first file of an ipywidgets 8 FileUpload value.
+
+    Raises:
+        InputError: larger than MAX_UPLOAD_BYTES, or only partly received.
+    """
+    item = value[0]
+    name = str(item.get("name") or "upload")
+    size = int(item.get("size") or 0)
+    content = item.get("content")
+    data = bytes(content) if content is not None else b""
+    limit_mb = MAX_UPLOAD_BYTES / 2**20
+    if max(size, len(data)) > MAX_UPLOAD_BYTES:
+        raise InputError(f"'{name}' is {max(size, len(data)) / 2**20:.1f} MB; uploads are limited to {limit_mb:.0f} MB")
+    if size and len(data) != size:
+        raise InputError(f"only {len(data):,} of the {size:,} bytes of '{name}' arrived; please upload it again")
+    return name, data
+
+
+def predict_into(panel: ResultPanel, bundle_dir: Path, source: Any, source_name: str) -> list[dict[str, Any]] | None:
+    """Predict `source` with the bundle's Predictor and show the result (or a friendly message) in `panel`.
+
+    The time shown covers decoding, features and the model (not drawing the picture).
+
+    Returns:
+        The predictions as Predictor.__call__ gives them, or None after an error.
+    """
+    try:
+        predictor = get_predictor(bundle_dir)
+        start = time.perf_counter()
+        features = predictor.preprocess(source)
+        predictions = predictor.postprocess(predictor.predict_features(features), top_k=TOP_K)
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        if predictor.kind == "audio":
+            config = predictor.config
+            picture = spectrogram_png(features, config.top_db)
+            caption = (
+                f"Log-mel spectrogram the model heard: {features.shape[0]} frames × {features.shape[1]} mel bands, "
+                f"{config.clip_seconds:g} s (low pitches at the bottom)"
+            )
+        else:
+            picture = image_png(features)
+            height, width, channels = features.shape
+            caption = f"The image as the model saw it: {width}×{height} px, {'grey' if channels == 1 else 'colour'}"
+    except Exception as error:  # every failure becomes a short message in the panel
+        log.info("prediction failed for %s: %r", source_name, error)
+        panel.show_error(error)
+        return None
+    panel.show_predictions(predictions, picture, caption, elapsed_ms, source_name, pixelated=predictor.kind == "image")
+    return predictions
+
+
+def no_models_message(kind: str, models_dir: Path) -> str:
+    """HTML telling how to get a bundle of a kind."""
+    return (
+        f'<div class="onepipe-message onepipe-error">No {kind} models in <code>{html.escape(str(models_dir))}</code>. '
+        f"Train one with <code>python -m app train DATA_DIR --out models/NAME</code>.</div>"
+    )

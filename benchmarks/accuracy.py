@@ -1,0 +1,163 @@
+"""Accuracy of every shipped bundle on the matching folders under DATA_ROOT, as JSON.
+
+Each bundle is evaluated with `app.evaluate.evaluate_bundle` (the LiteRT model on the bundle's own
+preprocessing) on DATA_ROOT/<folder>; bundles or folders that do not exist are skipped (said on stderr).
+
+By default every file of the folder counts. `--held-out` keeps only the files the bundle did not train
+on: its validation and test split of that folder, recomputed with `app.data.split_dataset` from the
+bundle's metadata (training config: validation/test percent and split salt; group_pattern). `--split`
+chooses another part, and `--salt`, `--validation-percent`, `--test-percent`, `--group-pattern`
+override the metadata's values. The split is only honest when DATA_ROOT/<folder> holds the data the
+bundle was trained on (`same_data_as_training` in the output).
+
+Usage:
+    python benchmarks/accuracy.py ../shared/data --held-out
+    python benchmarks/accuracy.py ../shared/data --split test --models-dir models
+
+Prints {bundle: {accuracy, per_class, count, data, split, ...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.bundle import read_metadata
+from app.config import train_config_from_dict
+from app.data import find_dataset, split_dataset
+from app.errors import OnePipeError
+from app.evaluate import evaluate_bundle
+
+# bundle name under --models-dir → folder name under DATA_ROOT
+BUNDLE_FOLDERS = {
+    "speech-commands": "speech_commands",
+    "spoken-digits": "fsdd",
+    "mnist": "mnist",
+    "cifar10": "cifar10",
+}
+SPLIT_CHOICES = ("all", "train", "validation", "test", "held-out")
+
+
+def split_settings(metadata: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """validation_percent, test_percent, salt and group_pattern: the bundle's training values unless overridden."""
+    train_config = train_config_from_dict(metadata.get("training", {}).get("config", {}))
+    settings = {
+        "validation_percent": train_config.validation_percent,
+        "test_percent": train_config.test_percent,
+        "salt": train_config.split_salt,
+        "group_pattern": metadata.get("training", {}).get("group_pattern"),
+    }
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    return settings
+
+
+def split_files(
+    data_dir: Path, metadata: dict[str, Any], split: str, settings: dict[str, Any]
+) -> list[tuple[str, Path]]:
+    """(class name, file) of the chosen split of data_dir, using the bundle's classes."""
+    dataset = find_dataset(data_dir, metadata["kind"], class_names=list(metadata["class_names"]))
+    splits = split_dataset(
+        dataset, settings["validation_percent"], settings["test_percent"], settings["group_pattern"], settings["salt"]
+    )
+    names = ("validation", "test") if split == "held-out" else (split,)
+    indices = sorted(i for name in names for i in splits[name])
+    return [(dataset.class_names[dataset.labels[i]], dataset.files[i]) for i in indices]
+
+
+def link_subset(files: Sequence[tuple[str, Path]], root: Path) -> Path:
+    """A class-folder tree of symbolic links to `files` (names kept), for evaluate_bundle."""
+    for index, (class_name, path) in enumerate(files):
+        target = root / class_name / f"{index:07d}-{path.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path.resolve())
+    return root
+
+
+def evaluate_one(
+    bundle_dir: Path, data_dir: Path, split: str, overrides: dict[str, Any], progress: bool
+) -> dict[str, Any]:
+    """Metrics of one bundle on data_dir (or one split of it)."""
+    metadata = read_metadata(bundle_dir)
+    trained_on = metadata.get("data", {}).get("root")
+    result: dict[str, Any] = {"data": str(data_dir), "split": split}
+    result["same_data_as_training"] = bool(trained_on) and Path(trained_on).resolve() == data_dir.resolve()
+    if split == "all":
+        metrics = evaluate_bundle(bundle_dir, data_dir, progress=progress)
+    else:
+        settings = split_settings(metadata, overrides)
+        files = split_files(data_dir, metadata, split, settings)
+        result["split_settings"] = settings
+        if not files:
+            raise OnePipeError(f"the {split} split of {data_dir} is empty with {settings}")
+        with tempfile.TemporaryDirectory(prefix="onepipe-accuracy-") as scratch:
+            metrics = evaluate_bundle(bundle_dir, link_subset(files, Path(scratch)), progress=progress)
+    return {
+        "accuracy": metrics["accuracy"],
+        "count": metrics["count"],
+        "per_class": metrics["per_class"],
+        **result,
+        "skipped_files": len(metrics.get("skipped", [])),
+        "ignored_folders": metrics.get("ignored_folders", []) if split == "all" else [],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "class_names": metrics["class_names"],
+    }
+
+
+def run(
+    data_root: Path, models_dir: Path, split: str, overrides: dict[str, Any], progress: bool = False
+) -> dict[str, Any]:
+    """{bundle: metrics} for every bundle of BUNDLE_FOLDERS whose bundle and folder both exist."""
+    results: dict[str, Any] = {}
+    for bundle, folder in BUNDLE_FOLDERS.items():
+        bundle_dir, data_dir = models_dir / bundle, data_root / folder
+        if not (bundle_dir / "metadata.json").is_file():
+            print(f"skipped {bundle}: no bundle at {bundle_dir}", file=sys.stderr)
+            continue
+        if not data_dir.is_dir():
+            print(f"skipped {bundle}: no folder {data_dir}", file=sys.stderr)
+            continue
+        try:
+            results[bundle] = evaluate_one(bundle_dir, data_dir, split, overrides, progress)
+        except OnePipeError as error:
+            print(f"skipped {bundle}: {error}", file=sys.stderr)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_root", type=Path, help="folder holding speech_commands/, fsdd/, mnist/, cifar10/")
+    default_models = Path(os.environ.get("ONEPIPE_MODELS_DIR") or Path(__file__).resolve().parents[1] / "models")
+    parser.add_argument("--models-dir", type=Path, default=default_models, help="folder of bundles (default: models)")
+    parser.add_argument("--split", choices=SPLIT_CHOICES, default="all", help="part of each folder to evaluate on")
+    parser.add_argument("--held-out", action="store_true", help="same as --split held-out (validation + test)")
+    parser.add_argument("--salt", help="split salt (default: the bundle's training split_salt)")
+    parser.add_argument("--validation-percent", type=float, help="default: the bundle's training value")
+    parser.add_argument("--test-percent", type=float, help="default: the bundle's training value")
+    parser.add_argument("--group-pattern", help="speaker regex (default: the bundle's group_pattern)")
+    parser.add_argument("--progress", action="store_true", help="show feature-extraction progress bars")
+    args = parser.parse_args(argv)
+    if args.held_out and args.split not in ("all", "held-out"):
+        parser.error("--held-out and --split choose the same thing; give one")
+    if not args.data_root.is_dir():
+        parser.error(f"DATA_ROOT {args.data_root} is not a folder")
+    overrides = {
+        "salt": args.salt,
+        "validation_percent": args.validation_percent,
+        "test_percent": args.test_percent,
+        "group_pattern": args.group_pattern,
+    }
+    split = "held-out" if args.held_out else args.split
+    print(json.dumps(run(args.data_root, args.models_dir, split, overrides, args.progress)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

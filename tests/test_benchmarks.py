@@ -1,0 +1,86 @@
+"""Smoke tests of the benchmark scripts on tiny generated data: they run and print the promised JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import benchmarks/<name>.py (a script folder, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(module: ModuleType, argv: list[str], capsys) -> dict:
+    assert module.main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_features_benchmark_on_a_folder(tmp_path, capsys):
+    features = load_script("features")
+    features.generate_clips(tmp_path / "clips", 24)
+    result = run_main(features, [str(tmp_path / "clips"), "--repeat", "1", "--reference-files", "8"], capsys)
+    assert result["files"] == 24 and result["reference_files"] == 8
+    assert result["files_per_s"] > 0 and result["reference_files_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["files_per_s"] / result["reference_files_per_s"], rel=0.01)
+    assert result["cpu_count"] >= 1 and len(result["load_average"]) == 3
+    assert result["config"]["sample_rate"] == 16000
+    assert set(result["single_thread_stage_cpu_us_per_file"]) >= {"read", "decode_and_window", "log_mel"}
+
+
+def test_features_benchmark_rejects_a_missing_folder(tmp_path):
+    features = load_script("features")
+    with pytest.raises(SystemExit) as stop:
+        features.main([str(tmp_path / "missing")])
+    assert stop.value.code == 2
+
+
+@pytest.mark.slow
+def test_training_benchmark_on_generated_sets(capsys):
+    training = load_script("training")
+    result = run_main(training, ["--samples", "48", "--epochs", "1", "--batch-size", "16"], capsys)
+    assert set(result["sets"]) == {"audio", "image"}
+    for name, measured in result["sets"].items():
+        assert measured["data"]["samples"] == 48, name
+        for variant in training.VARIANTS:
+            assert measured[variant]["steady_samples_per_s"] > 0
+            assert measured[variant]["peak_rss_mb"] > 0
+    assert result["sets"]["audio"]["data"]["feature_shape"] == [97, 40]
+
+
+@pytest.mark.slow
+def test_accuracy_benchmark_all_and_held_out(tmp_path, trained_models, tone_dataset, capsys):
+    accuracy = load_script("accuracy")
+    models = tmp_path / "models"
+    shutil.copytree(trained_models / "tones", models / "spoken-digits")  # any audio bundle under a shipped name
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "fsdd").symlink_to(tone_dataset)
+
+    everything = run_main(accuracy, [str(data_root), "--models-dir", str(models)], capsys)
+    assert list(everything) == ["spoken-digits"]  # the other bundles and folders are absent: skipped
+    digits = everything["spoken-digits"]
+    assert 0.0 <= digits["accuracy"] <= 1.0
+    assert digits["count"] == sum(1 for _ in tone_dataset.rglob("*.wav"))
+    assert set(digits["per_class"]) == {"low", "mid", "high"}
+    assert digits["same_data_as_training"] is True
+
+    held_out = run_main(accuracy, [str(data_root), "--models-dir", str(models), "--held-out"], capsys)
+    split = json.loads((models / "spoken-digits" / "metadata.json").read_text())["data"]["split"]
+    assert held_out["spoken-digits"]["count"] == split["validation"] + split["test"]
+    assert held_out["spoken-digits"]["split"] == "held-out"
+
+    test_only = run_main(accuracy, [str(data_root), "--models-dir", str(models), "--split", "test"], capsys)
+    assert test_only["spoken-digits"]["count"] == split["test"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import scipy.ndimage
 import scipy.signal
 
 from app.audio import fit_window
@@ -45,11 +46,11 @@ def mix_noise(
     return (waveform + scale * noise).astype(np.float32)
 
 
-def opus_round_trip(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Encode to WebM/Opus at 48 kHz and decode back, as a browser recording arrives (same length)."""
+def encode_webm_opus(waveform: np.ndarray, sample_rate: int) -> bytes:
+    """A (samples,) waveform as a WebM/Opus file at 48 kHz, as a browser's MediaRecorder makes it."""
     import av
 
-    from app.audio import decode_audio, resample
+    from app.audio import resample
 
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="webm") as container:
@@ -62,7 +63,14 @@ def opus_round_trip(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
             container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-    decoded = decode_audio(buffer.getvalue(), sample_rate)
+    return buffer.getvalue()
+
+
+def opus_round_trip(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Encode to WebM/Opus and decode back, as a browser recording arrives (same length)."""
+    from app.audio import decode_audio
+
+    decoded = decode_audio(encode_webm_opus(waveform, sample_rate), sample_rate)
     return np.resize(decoded, waveform.size).astype(np.float32) if decoded.size != waveform.size else decoded
 
 
@@ -110,17 +118,25 @@ def spec_augment(rng: np.random.Generator, batch: np.ndarray, floor_db: float) -
     return output
 
 
-def shift_images(rng: np.random.Generator, batch: np.ndarray, horizontal_flip: bool) -> np.ndarray:
-    """Random translations up to 1/8 of the size (edge pixels repeat) and optional left-right flips."""
+def jitter_images(rng: np.random.Generator, batch: np.ndarray, horizontal_flip: bool) -> np.ndarray:
+    """Random small affine changes of (batch, height, width, channels) images: rotation up to 10°,
+    scale 0.9–1.1, translation up to 1/8 of the size (edge pixels repeat), and optional left-right flips.
+    """
     output = np.empty_like(batch)
     height, width = batch.shape[1], batch.shape[2]
-    pad_y, pad_x = max(1, height // 8), max(1, width // 8)
-    padded = np.pad(batch, ((0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="edge")
+    centre = np.array([(height - 1) / 2, (width - 1) / 2])
     for index in range(batch.shape[0]):
-        top = int(rng.integers(0, 2 * pad_y + 1))
-        left = int(rng.integers(0, 2 * pad_x + 1))
-        image = padded[index, top : top + height, left : left + width]
+        angle = np.deg2rad(rng.uniform(-10, 10))
+        scale = rng.uniform(0.9, 1.1)
+        shift = rng.uniform(-1, 1, size=2) * np.array([height, width]) / 8
+        # affine_transform maps output coordinates to input ones: inverse rotation and scale.
+        matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / scale
+        offset = centre - matrix @ (centre + shift)
+        image = batch[index]
         if horizontal_flip and rng.random() < 0.5:
             image = image[:, ::-1]
-        output[index] = image
+        for channel in range(batch.shape[3]):
+            output[index, :, :, channel] = scipy.ndimage.affine_transform(
+                image[:, :, channel].astype(np.float32), matrix, offset, order=1, mode="nearest"
+            )
     return output

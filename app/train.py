@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from app.audio import decode_audio, log_mel_spectrogram
-from app.augment import shift_images, spec_augment, waveform_variant
+from app.augment import jitter_images, spec_augment, waveform_variant
 from app.bundle import FORMAT_VERSION, write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
 from app.data import Dataset, find_dataset, split_dataset
@@ -115,7 +115,7 @@ class _Batches:
                     if isinstance(preprocessing, AudioConfig):
                         batch = spec_augment(self.rng, batch, -preprocessing.top_db)
                     else:
-                        batch = shift_images(self.rng, batch, train_config.horizontal_flip)
+                        batch = jitter_images(self.rng, batch, train_config.horizontal_flip)
                 targets = np.eye(n_classes, dtype=np.float32)[labels[rows]]
                 return batch.astype(np.float32), targets
 

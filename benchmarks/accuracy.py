@@ -10,8 +10,12 @@ chooses another part, and `--salt`, `--validation-percent`, `--test-percent`, `-
 override the metadata's values. The split is only honest when DATA_ROOT/<folder> holds the data the
 bundle was trained on (`same_data_as_training` in the output).
 
+`--as-recordings` (audio bundles) also scores each clip the way the microphone delivers it: placed at a
+random point in 2.5 s of quiet room noise, 15 dB quieter, at 48 kHz, through the WebM/Opus encoder
+browsers use, then decoded and windowed by the Predictor (`recording_accuracy` in the output).
+
 Usage:
-    python benchmarks/accuracy.py ../shared/data --held-out
+    python benchmarks/accuracy.py ../shared/data --held-out --as-recordings
     python benchmarks/accuracy.py ../shared/data --split test --models-dir models
 
 Prints {bundle: {accuracy, per_class, count, data, split, ...}}.
@@ -30,11 +34,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
+
+from app.audio import decode_audio
+from app.augment import colored_noise, encode_webm_opus
 from app.bundle import read_metadata
 from app.config import train_config_from_dict
 from app.data import find_dataset, split_dataset
 from app.errors import OnePipeError
 from app.evaluate import evaluate_bundle
+from app.predict import Predictor
 
 # bundle name under --models-dir → folder name under DATA_ROOT
 BUNDLE_FOLDERS = {
@@ -111,8 +120,34 @@ def evaluate_one(
     }
 
 
+def as_recording(rng: np.random.Generator, waveform: np.ndarray, sample_rate: int) -> bytes:
+    """A clip as a browser would record it: in 2.5 s of quiet noise, 15 dB down, 48 kHz WebM/Opus."""
+    recording = colored_noise(rng, int(2.5 * sample_rate)) * 10 ** (-55 / 20)
+    start = int(rng.integers(0, recording.size - waveform.size))
+    recording[start : start + waveform.size] += waveform * 10 ** (-15 / 20)
+    return encode_webm_opus(recording.astype(np.float32), sample_rate)
+
+
+def recording_accuracy(bundle_dir: Path, files: Sequence[tuple[str, Path]], seed: int = 0) -> dict[str, Any]:
+    """Accuracy of a bundle on `files` turned into browser-like recordings (see as_recording)."""
+    predictor = Predictor.load(bundle_dir)
+    rng = np.random.default_rng(seed)
+    correct, count = 0, 0
+    for class_name, path in files:
+        waveform = decode_audio(path, 48000)
+        predicted = predictor(as_recording(rng, waveform, 48000), top_k=1)[0]["label"]
+        correct += predicted == class_name
+        count += 1
+    return {"recording_accuracy": round(correct / max(count, 1), 5), "recording_count": count}
+
+
 def run(
-    data_root: Path, models_dir: Path, split: str, overrides: dict[str, Any], progress: bool = False
+    data_root: Path,
+    models_dir: Path,
+    split: str,
+    overrides: dict[str, Any],
+    progress: bool = False,
+    as_recordings: bool = False,
 ) -> dict[str, Any]:
     """{bundle: metrics} for every bundle of BUNDLE_FOLDERS whose bundle and folder both exist."""
     results: dict[str, Any] = {}
@@ -126,6 +161,17 @@ def run(
             continue
         try:
             results[bundle] = evaluate_one(bundle_dir, data_dir, split, overrides, progress)
+            metadata = read_metadata(bundle_dir)
+            if as_recordings and metadata["kind"] == "audio":
+                if split == "all":
+                    dataset = find_dataset(data_dir, "audio", class_names=list(metadata["class_names"]))
+                    files = [
+                        (dataset.class_names[label], path)
+                        for label, path in zip(dataset.labels, dataset.files, strict=True)
+                    ]
+                else:
+                    files = split_files(data_dir, metadata, split, split_settings(metadata, overrides))
+                results[bundle].update(recording_accuracy(bundle_dir, files))
         except OnePipeError as error:
             print(f"skipped {bundle}: {error}", file=sys.stderr)
     return results
@@ -143,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-percent", type=float, help="default: the bundle's training value")
     parser.add_argument("--group-pattern", help="speaker regex (default: the bundle's group_pattern)")
     parser.add_argument("--progress", action="store_true", help="show feature-extraction progress bars")
+    parser.add_argument("--as-recordings", action="store_true", help="audio: also score browser-like recordings")
     args = parser.parse_args(argv)
     if args.held_out and args.split not in ("all", "held-out"):
         parser.error("--held-out and --split choose the same thing; give one")
@@ -155,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "group_pattern": args.group_pattern,
     }
     split = "held-out" if args.held_out else args.split
-    print(json.dumps(run(args.data_root, args.models_dir, split, overrides, args.progress)))
+    print(json.dumps(run(args.data_root, args.models_dir, split, overrides, args.progress, args.as_recordings)))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from app import paths
 from app.config import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 
 _PREDICTORS: dict[tuple[str, int], object] = {}
+_LOCK = threading.Lock()
 SAMPLES_PER_CLASS = 6  # at most this many example files per class are offered
 
 
@@ -48,11 +51,25 @@ def get_predictor(bundle_dir: Path):
 
     bundle_dir = Path(bundle_dir).resolve()
     key = (str(bundle_dir), (bundle_dir / paths.METADATA_FILE).stat().st_mtime_ns)
-    predictor = _PREDICTORS.get(key)
-    if predictor is None:
-        predictor = Predictor.load(bundle_dir)
-        _PREDICTORS[key] = predictor
+    with _LOCK:
+        predictor = _PREDICTORS.get(key)
+        if predictor is None:
+            predictor = Predictor.load(bundle_dir)
+            _PREDICTORS[key] = predictor
     return predictor
+
+
+def warm_up(bundle_dirs: list[Path]) -> threading.Thread:
+    """Load these bundles' Predictors in a background thread, so the first Predict is fast."""
+
+    def load() -> None:
+        for bundle_dir in bundle_dirs:
+            with contextlib.suppress(Exception):  # a broken bundle reports itself when the user predicts
+                get_predictor(bundle_dir)
+
+    thread = threading.Thread(target=load, name="onepipe-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def sample_files(bundle_dir: Path, kind: str) -> dict[str, list[Path]]:

@@ -14,6 +14,7 @@ import ipywidgets as widgets
 
 from app import paths
 from app.ui.audio_tab import AudioTab
+from app.ui.bundles import warm_up
 from app.ui.image_tab import ImageTab
 from app.ui.styles import CSS, UPLOAD_GUARD_JS
 
@@ -45,6 +46,7 @@ class Dashboard(widgets.VBox):
         self.header = widgets.HTML(CSS + heading)
         super().__init__([self.header, self.tabs])
         self.add_class("onepipe-dashboard")
+        self.warm_up = warm_up([tab.bundle.path for tab in (self.audio, self.images) if tab.bundle is not None])
 
     def _ipython_display_(self, **kwargs: Any) -> None:
         from IPython.display import Javascript, display

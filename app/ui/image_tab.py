@@ -46,7 +46,7 @@ class ImageTab(widgets.VBox):
         self.gallery = widgets.Box()
         self.gallery.add_class("onepipe-gallery")
         self.samples_hint = widgets.HTML()
-        self.selected = widgets.HTML()
+        self.selected = widgets.HTML(layout=widgets.Layout(margin="0 12px 0 0"))
         self.selected.add_class("onepipe-preview")
         self.predict_button = widgets.Button(description="Predict", button_style="primary")
         self.predict_button.add_class("onepipe-predict")

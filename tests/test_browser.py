@@ -1,0 +1,227 @@
+"""The dashboard in a real browser: Voila started here, Debian's Chromium driven by Playwright.
+
+The microphone and webcam are Chromium's fake devices playing a generated tone and a Y4M still of a
+sample picture, so the recording and snapshot paths run end to end.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ui_fixtures
+from fixtures_data import TONE_CLASSES, tone, write_wav
+from PIL import Image
+from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, start_voila, stop_process, write_y4m
+
+from app.predict import Predictor
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+ui_models = ui_fixtures.ui_models
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+TIMEOUT_MS = 30_000
+# Harmless in the browser console: the CDN font stylesheet when offline, and version notes of shared modules.
+HARMLESS = (re.compile(r"Failed to load resource: net::ERR_(NAME_NOT_RESOLVED|INTERNET_DISCONNECTED|CONNECTION)"),)
+MIC_CLASS, CAMERA_INDEX = "high", 0
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, ui_models) -> dict[str, Path]:
+    """The fake microphone's WAV and the fake camera's Y4M (a gallery picture, scaled up to 320×240)."""
+    folder = tmp_path_factory.mktemp("media")
+    wav = write_wav(folder / "mic.wav", tone(TONE_CLASSES[MIC_CLASS], seconds=1.0, seed=123))
+    picture = sorted((ui_models / "shapes" / "samples").glob("*/*.png"))[CAMERA_INDEX]
+    y4m = write_y4m(Image.open(picture), folder / "camera.y4m")
+    return {"wav": wav, "y4m": y4m, "picture": picture}
+
+
+@pytest.fixture(scope="module")
+def voila_url(ui_models, tmp_path_factory):
+    process, url = start_voila(ui_models, log_path=tmp_path_factory.mktemp("voila") / "voila.log")
+    yield url
+    stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def browser(media):
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                *CHROMIUM_ARGS,
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={media['wav']}",
+                f"--use-file-for-fake-video-capture={media['y4m']}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+class Dashboard:
+    """A loaded dashboard page and its console errors."""
+
+    def __init__(self, browser, url: str):
+        self.context = browser.new_context(viewport={"width": 1200, "height": 900})
+        self.context.grant_permissions(["microphone", "camera"])
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.goto(url)
+        self.page.wait_for_selector(".onepipe-predict", timeout=TIMEOUT_MS)
+
+    def tab(self, name: str):
+        self.page.get_by_role("tab", name=name).click()
+        panel = self.page.locator(".onepipe-tab:visible")
+        panel.wait_for(timeout=TIMEOUT_MS)
+        return panel
+
+    def result(self, tab, css: str = ".onepipe-top-label") -> str:
+        element = tab.locator(f".onepipe-result {css}")
+        element.wait_for(timeout=TIMEOUT_MS)
+        return element.inner_text().strip()
+
+    def wait_for_change(self, tab, previous: str) -> None:
+        """Wait until this tab's result panel HTML differs from `previous`."""
+        element = tab.locator(".onepipe-result .widget-html-content").element_handle()
+        self.page.wait_for_function("([e, old]) => e.innerHTML !== old", arg=[element, previous], timeout=TIMEOUT_MS)
+
+    def result_html(self, tab) -> str:
+        return tab.locator(".onepipe-result .widget-html-content").inner_html()
+
+    def serious_errors(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in HARMLESS)]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def dashboard(browser, voila_url):
+    page = Dashboard(browser, voila_url)
+    yield page
+    page.close()
+
+
+def upload(page, tab, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        tab.locator(".onepipe-upload").click()
+    chooser.value.set_files(str(path))
+
+
+def test_tabs_render_predict_and_screenshots(dashboard, ui_models):
+    ARTIFACTS.mkdir(exist_ok=True)
+    audio = dashboard.tab("Audio")
+    assert audio.locator(".onepipe-chip").all_inner_texts() == sorted(TONE_CLASSES)
+    # a sample clip → Predict → the Predictor's label for that clip
+    audio.locator(".onepipe-clips button").nth(1).click()
+    before = dashboard.result_html(audio)
+    audio.locator(".onepipe-predict").click()
+    dashboard.wait_for_change(audio, before)
+    clip = sorted((ui_models / "tones" / "samples" / "high").iterdir())[1]
+    expected = Predictor.load(ui_models / "tones")(clip)
+    assert dashboard.result(audio) == expected[0]["label"] == "high"
+    assert len(audio.locator(".onepipe-bar-row").all()) == 3
+    assert "ms" in dashboard.result(audio, ".onepipe-ms")
+    dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard-audio.png"), full_page=True)
+
+    images = dashboard.tab("Images")
+    thumbnails = images.locator(".onepipe-thumb")
+    assert thumbnails.count() == 6
+    thumbnails.nth(4).click()
+    images.locator(".onepipe-thumb.onepipe-selected").wait_for(timeout=TIMEOUT_MS)
+    images.locator(".onepipe-predict").click()
+    label = dashboard.result(images)
+    picture = sorted((ui_models / "shapes" / "samples").glob("*/*.png"))
+    chosen = next(p for p in picture if p.parent.name == "square")
+    assert label == Predictor.load(ui_models / "shapes")(chosen)[0]["label"] == "square"
+    dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard-images.png"), full_page=True)
+    assert dashboard.serious_errors() == []
+
+
+def test_microphone_records_and_predicts(dashboard, media, ui_models):
+    audio = dashboard.tab("Audio")
+    before = dashboard.result_html(audio)
+    audio.locator(".onepipe-record").click()
+    audio.get_by_text("Recording…").wait_for(timeout=TIMEOUT_MS)
+    dashboard.page.wait_for_timeout(1500)
+    audio.locator(".onepipe-record").click()
+    dashboard.wait_for_change(audio, before)
+    label = dashboard.result(audio)
+    assert label == Predictor.load(ui_models / "tones")(media["wav"])[0]["label"] == MIC_CLASS
+    assert "your recording" in dashboard.result(audio, ".onepipe-source")
+    audio.locator(".onepipe-recorder audio").wait_for(timeout=TIMEOUT_MS)
+    assert dashboard.serious_errors() == []
+
+
+def test_webcam_snapshot_label_equals_the_predictor_on_that_frame(dashboard, media, ui_models):
+    ARTIFACTS.mkdir(exist_ok=True)
+    images = dashboard.tab("Images")
+    images.locator(".onepipe-camera-toggle").click()
+    images.locator(".onepipe-camera video").wait_for(timeout=TIMEOUT_MS)
+    dashboard.page.wait_for_function(
+        "() => { const v = document.querySelector('.onepipe-camera video'); return v && v.videoWidth > 0; }",
+        timeout=TIMEOUT_MS,
+    )
+    images.locator(".onepipe-snapshot").click()
+    label = dashboard.result(images)
+    assert "webcam snapshot" in dashboard.result(images, ".onepipe-source")
+    # The panel shows the exact model input; the Predictor on it gives the label shown.
+    source = images.locator(".onepipe-result img.onepipe-picture").get_attribute("src")
+    frame = np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
+    predictor = Predictor.load(ui_models / "shapes")
+    probabilities = predictor.predict_features(frame[:, :, None] if frame.ndim == 2 else frame)
+    assert label == predictor.postprocess(probabilities)[0]["label"]
+    assert frame.shape == predictor.config.input_shape[:2] + (() if frame.ndim == 2 else (frame.shape[2],))
+    dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard-webcam.png"), full_page=True)
+    images.locator(".onepipe-camera-toggle").click()
+    images.locator(".onepipe-camera video").wait_for(state="detached", timeout=TIMEOUT_MS)
+    assert dashboard.serious_errors() == []
+
+
+def test_uploads_good_and_bad(dashboard, tmp_path, ui_models):
+    ARTIFACTS.mkdir(exist_ok=True)
+    audio = dashboard.tab("Audio")
+    good = write_wav(tmp_path / "my tone.wav", tone(TONE_CLASSES["low"], seed=77))
+    upload(dashboard.page, audio, good)
+    audio.get_by_text("my tone.wav").wait_for(timeout=TIMEOUT_MS)
+    assert dashboard.result(audio) == Predictor.load(ui_models / "tones")(good)[0]["label"] == "low"
+
+    pdf = tmp_path / "paper.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n" + b"0" * 5000)
+    big = tmp_path / "long recording.wav"
+    big.write_bytes(b"\0" * (21 * 2**20))  # over the 20 MB cap and Tornado's default 10 MiB message limit
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    for path, expected in [(pdf, "expected audio"), (big, "limited to 20 MB"), (empty, "0-byte")]:
+        before = dashboard.result_html(audio)
+        upload(dashboard.page, audio, path)
+        dashboard.wait_for_change(audio, before)
+        assert expected in dashboard.result(audio, ".onepipe-message-text"), path.name
+        if path is big:
+            dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard-upload-too-large.png"), full_page=True)
+    # the connection survived the big file: Predict still works
+    before = dashboard.result_html(audio)
+    audio.locator(".onepipe-predict").click()
+    dashboard.wait_for_change(audio, before)
+    assert dashboard.result(audio) in TONE_CLASSES
+
+    images = dashboard.tab("Images")
+    corrupt = tmp_path / "photo.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"\x13" * 300)
+    before = dashboard.result_html(images)
+    upload(dashboard.page, images, corrupt)
+    dashboard.wait_for_change(images, before)
+    assert "expected an image" in dashboard.result(images, ".onepipe-message-text")
+    assert dashboard.serious_errors() == []

@@ -1,0 +1,288 @@
+"""Headless tests of the dashboard widgets: build them in Python, click, set values as the browser would."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ui_fixtures
+from fixtures_data import TONE_CLASSES, shape_image, tone, write_wav
+from PIL import Image
+from ui_fixtures import webm_opus
+
+from app.predict import Predictor
+from app.ui import build_dashboard
+from app.ui.common import MAX_UPLOAD_BYTES
+
+ROOT = Path(__file__).resolve().parent.parent
+ui_models = ui_fixtures.ui_models  # session fixture: tones, tones-bare and shapes bundles with samples
+
+
+def upload_value(name: str, data: bytes, mime: str = "", size: int | None = None) -> tuple[dict, ...]:
+    """What ipywidgets 8 FileUpload.value holds after the browser sends one file."""
+    return (
+        {
+            "name": name,
+            "type": mime,
+            "size": len(data) if size is None else size,
+            "content": memoryview(data),
+            "last_modified": datetime(2024, 1, 1, tzinfo=timezone.utc),
+        },
+    )
+
+
+def picture_of(panel) -> np.ndarray:
+    """The picture in the result panel, decoded from its data URI."""
+    match = re.search(r'src="data:image/png;base64,([^"]+)"', panel.view.value)
+    assert match, "no picture in the result panel"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(match.group(1)))))
+
+
+def assert_same_predictions(shown: list[dict], expected: list[dict]) -> None:
+    assert [p["label"] for p in shown] == [p["label"] for p in expected]
+    assert np.allclose([p["score"] for p in shown], [p["score"] for p in expected], atol=1e-6)
+
+
+@pytest.fixture
+def dashboard(ui_models):
+    return build_dashboard(ui_models)
+
+
+@pytest.fixture(scope="module")
+def tone_predictor(ui_models) -> Predictor:
+    return Predictor.load(ui_models / "tones")
+
+
+@pytest.fixture(scope="module")
+def shape_predictor(ui_models) -> Predictor:
+    return Predictor.load(ui_models / "shapes")
+
+
+def test_layout_lists_bundles_classes_and_tabs(dashboard):
+    assert dashboard.tabs.titles == ("Audio", "Images")
+    assert list(dashboard.audio.picker.dropdown.options) == ["tones", "tones-bare"]
+    assert list(dashboard.images.picker.dropdown.options) == ["shapes"]
+    for name in TONE_CLASSES:
+        assert f">{name}</span>" in dashboard.audio.picker.classes.value
+    assert list(dashboard.audio.class_dropdown.options) == sorted(TONE_CLASSES)
+    assert len(dashboard.images.thumbnails) == 6  # two per class
+    assert dashboard.audio.result.level == "info" and dashboard.images.result.level == "info"
+
+
+def test_every_audio_sample_shows_the_predictors_output(dashboard, tone_predictor):
+    tab = dashboard.audio
+    for class_name in tab.class_dropdown.options:
+        for index, path in enumerate(tab.samples[class_name]):
+            tab.select_sample(class_name, index)
+            assert tab.player.value == path.read_bytes()
+            tab.predict_button.click()
+            expected = tone_predictor(path)
+            assert_same_predictions(tab.result.predictions, expected)
+            assert f'class="onepipe-top-label">{expected[0]["label"]}<' in tab.result.view.value
+            assert tab.result.view.value.count("onepipe-bar-row") == len(expected)
+            assert tab.result.elapsed_ms is not None and tab.result.elapsed_ms > 0
+            # the spectrogram the model saw: n_mels rows, n_frames columns
+            assert picture_of(tab.result).shape == (
+                tone_predictor.config.n_mels,
+                tone_predictor.config.n_frames,
+                3,
+            )
+        # generated tones are easy: the trained model gets the examples right
+        assert tab.result.predictions[0]["label"] == class_name
+
+
+def test_gallery_click_then_predict_shows_the_image_the_model_saw(dashboard, shape_predictor):
+    tab = dashboard.images
+    for index, button in enumerate(tab.thumbnails):
+        button.click()
+        path = tab.thumbnail_files[index][1]
+        assert "onepipe-selected" in button._dom_classes
+        assert sum("onepipe-selected" in b._dom_classes for b in tab.thumbnails) == 1
+        tab.predict_button.click()
+        assert_same_predictions(tab.result.predictions, shape_predictor(path))
+        features = shape_predictor.preprocess(path)
+        assert np.array_equal(picture_of(tab.result), features[:, :, 0])
+
+
+def test_audio_upload_good_file(dashboard, tone_predictor, tmp_path):
+    path = write_wav(tmp_path / "high.wav", tone(TONE_CLASSES["high"], seed=99))
+    tab = dashboard.audio
+    tab.upload.value = upload_value("high.wav", path.read_bytes(), "audio/wav")
+    assert_same_predictions(tab.result.predictions, tone_predictor(path))
+    assert tab.result.predictions[0]["label"] == "high"
+    assert "high.wav" in tab.result.view.value
+    assert tab.upload.value == ()  # cleared, so the same file can be chosen again
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "size", "expected"),
+    [
+        ("report.pdf", b"%PDF-1.4\n" + b"x" * 2000, None, "expected audio"),
+        ("empty.wav", b"", None, "0-byte"),
+        ("huge.wav", b"", 200 * 2**20, "limited to 20 MB"),
+        ("cut.wav", b"RIFF1234", 50_000, "arrived"),
+        ("noise.mp3", bytes(range(256)) * 40, None, "expected audio"),
+    ],
+)
+def test_audio_upload_bad_files_give_a_message(dashboard, name, data, size, expected):
+    tab = dashboard.audio
+    tab.upload.value = upload_value(name, data, size=size)
+    assert tab.result.level == "error"
+    assert expected in tab.result.message
+    assert "Traceback" not in tab.result.view.value
+    # the dashboard keeps working
+    tab.predict_button.click()
+    assert tab.result.level == "result"
+
+
+def test_upload_just_over_the_cap_is_refused(dashboard):
+    tab = dashboard.images
+    tab.upload.value = upload_value("big.png", b"\0" * (MAX_UPLOAD_BYTES + 1))
+    assert tab.result.level == "error" and "limited to 20 MB" in tab.result.message
+
+
+def test_image_upload_good_and_bad(dashboard, shape_predictor, tmp_path):
+    tab = dashboard.images
+    # a large photo-like picture, dark ink on white, rotated by EXIF: still predicted like the Predictor
+    photo = shape_image("square", size=28, seed=5, dark_background=False).resize((900, 1200))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    buffer = io.BytesIO()
+    photo.convert("RGB").save(buffer, format="JPEG", exif=exif)
+    tab.upload.value = upload_value("photo.jpg", buffer.getvalue(), "image/jpeg")
+    assert tab.result.level == "result"
+    assert_same_predictions(tab.result.predictions, shape_predictor(buffer.getvalue()))
+    for name, data, expected in [
+        ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "expected an image"),
+        ("notes.txt", b"hello, world", "expected an image"),
+        ("empty.png", b"", "0"),
+    ]:
+        tab.upload.value = upload_value(name, data)
+        assert tab.result.level == "error", name
+        assert expected in tab.result.message, (name, tab.result.message)
+
+
+def test_microphone_recording_is_predicted_when_it_stops(dashboard, tone_predictor):
+    tab = dashboard.audio
+    tab.record_button.value = True
+    assert tab.recorder.recording is True and "Stop" in tab.record_button.description
+    tab.record_button.value = False
+    assert tab.recorder.recording is False and "Processing" in tab.record_status.value
+    recording = webm_opus(tone(TONE_CLASSES["low"], seconds=1.5, seed=7))
+    tab.recorder.audio.value = recording  # what the browser sends when MediaRecorder stops
+    assert tab.result.level == "result"
+    assert_same_predictions(tab.result.predictions, tone_predictor(recording))
+    assert tab.result.predictions[0]["label"] == "low"
+
+
+def test_silent_and_empty_recordings_give_a_message(dashboard):
+    tab = dashboard.audio
+    tab.recorder.audio.value = webm_opus(np.zeros(16000, dtype=np.float32))
+    assert tab.result.level == "error" and "silent" in tab.result.message
+    tab.recorder.audio.value = b""
+    assert tab.result.level == "error"  # either empty (no change) or still the previous message
+
+
+def test_webcam_snapshot_is_predicted(dashboard, shape_predictor):
+    tab = dashboard.images
+    assert tab.snapshot_button.disabled
+    tab.camera_button.value = True
+    assert tab.camera is not None and tab.camera.constraints["video"] and not tab.camera.constraints["audio"]
+    assert not tab.snapshot_button.disabled
+    tab.snapshot_button.click()
+    assert tab.recorder.recording is True and tab.result.level == "busy"
+    frame = shape_image("circle", size=28, seed=3).resize((320, 240)).convert("RGBA")
+    buffer = io.BytesIO()
+    frame.save(buffer, format="PNG")
+    tab.recorder.image.value = buffer.getvalue()  # the browser's PNG snapshot
+    assert_same_predictions(tab.result.predictions, shape_predictor(buffer.getvalue()))
+    tab.camera_button.value = False
+    assert tab.camera is None and tab.snapshot_button.disabled and tab.camera_box.children == ()
+
+
+def test_bundle_without_samples_says_how_to_get_them(dashboard):
+    tab = dashboard.audio
+    tab.picker.dropdown.value = "tones-bare"
+    assert "python -m app data samples" in tab.samples_hint.value
+    assert tab.predict_button.disabled and tab.class_dropdown.options == ()
+    tab.picker.dropdown.value = "tones"
+    assert tab.samples_hint.value == "" and not tab.predict_button.disabled
+
+
+def test_no_models_at_all(tmp_path):
+    dashboard = build_dashboard(tmp_path)
+    assert "No audio models" in dashboard.audio.children[0].value
+    assert "No image models" in dashboard.images.children[0].value
+
+
+def test_unexpected_errors_show_a_short_message(dashboard, monkeypatch):
+    from app.ui import bundles
+
+    tab = dashboard.audio
+    predictor = bundles.get_predictor(tab.bundle.path)
+
+    def broken(source):
+        raise RuntimeError("internal detail that users should not see")
+
+    monkeypatch.setattr(predictor, "preprocess", broken)
+    tab.predict_button.click()
+    assert tab.result.level == "error"
+    assert "RuntimeError" in tab.result.message and "internal detail" not in tab.result.view.value
+
+
+def test_predictors_are_cached_per_bundle(dashboard):
+    from app.ui import bundles
+
+    first = bundles.get_predictor(dashboard.audio.bundle.path)
+    assert bundles.get_predictor(dashboard.audio.bundle.path) is first
+
+
+def test_dashboard_never_imports_tensorflow(ui_models):
+    code = (
+        "import sys\n"
+        "from app.ui import build_dashboard\n"
+        f"d = build_dashboard({str(ui_models)!r})\n"
+        "d.audio.predict_button.click(); d.images.predict_button.click()\n"
+        "assert d.audio.result.level == 'result' and d.images.result.level == 'result'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "notebooks")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_notebook_is_one_title_cell_and_one_code_cell():
+    notebook = json.loads((ROOT / "notebooks" / "app.ipynb").read_text())
+    kinds = [cell["cell_type"] for cell in notebook["cells"]]
+    assert kinds == ["markdown", "code"]
+    assert "".join(notebook["cells"][0]["source"]).startswith("# ")
+    assert "".join(notebook["cells"][1]["source"]).split() == [
+        "from",
+        "app.ui",
+        "import",
+        "build_dashboard",
+        "build_dashboard()",
+    ]
+    assert notebook["cells"][1]["outputs"] == []
+
+
+def test_server_config_matches_the_upload_cap():
+    voila = json.loads((ROOT / "voila.json").read_text())
+    server = json.loads((ROOT / "jupyter_config.json").read_text())
+    for config, app in ((voila, "Voila"), (server, "ServerApp")):
+        assert config["VoilaConfiguration"]["strip_sources"] is True
+        assert config["VoilaConfiguration"]["show_tracebacks"] is False
+        assert config["MappingKernelManager"]["cull_idle_timeout"] > 0
+        allow = config["VoilaConfiguration"]["file_allowlist"]
+        assert all(re.fullmatch(pattern, "picture.png") for pattern in allow)
+        assert not any(re.fullmatch(pattern, "app.ipynb") for pattern in allow)
+        limit = config[app]["tornado_settings"]["websocket_max_message_size"]
+        assert MAX_UPLOAD_BYTES < limit <= MAX_UPLOAD_BYTES + 2 * 2**20

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 import scipy.io.wavfile
-import scipy.signal
 
 from app.config import AudioConfig
 from app.errors import InputError
@@ -185,6 +184,8 @@ def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Polyphase resampling of a (samples,) waveform from `from_rate` to `to_rate` Hz."""
     if from_rate == to_rate:
         return waveform.astype(np.float32, copy=False)
+    import scipy.signal  # ~0.5 s to import: only when a clip needs resampling
+
     divisor = np.gcd(int(from_rate), int(to_rate))
     resampled = scipy.signal.resample_poly(waveform, to_rate // divisor, from_rate // divisor)
     return resampled.astype(np.float32)
@@ -233,7 +234,8 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
 
 @lru_cache(maxsize=8)
 def _window(n_fft: int) -> np.ndarray:
-    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    """Periodic Hann window (n_fft,), as scipy.signal.get_window("hann", n_fft) gives."""
+    return np.hanning(n_fft + 1)[:-1].astype(np.float32)
 
 
 def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: int = 8) -> np.ndarray:

@@ -88,7 +88,7 @@ class TrainConfig:
     seed: int = 0
     learning_rate: float = 2e-3  # peak of the cosine schedule (Adam)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
-    patience: int = 8  # epochs without validation-accuracy gain before stopping
+    patience: int = 15  # epochs without validation-accuracy gain before stopping
     validation_percent: float = 10.0  # of files, by hashed name, when no validation_list.txt
     test_percent: float = 10.0  # of files, by hashed name, when no testing_list.txt
     # Prefixed to each name before hashing. "" reproduces TensorFlow's Speech Commands split; a data

@@ -73,24 +73,22 @@ def warm_up(bundle_dirs: list[Path]) -> threading.Thread:
 
 
 def sample_files(bundle_dir: Path, kind: str) -> dict[str, list[Path]]:
-    """Example files grouped by class: <bundle>/samples/<class>/, else DOWNLOADED_SAMPLES_DIR/<bundle>/<class>/.
+    """Example files grouped by class: real ones downloaded to DOWNLOADED_SAMPLES_DIR/<bundle>/<class>/
+    first, then the bundle's own <bundle>/samples/<class>/, at most SAMPLES_PER_CLASS per class.
 
     Returns:
-        {class name: [files]} sorted by class and file name; empty when there are none.
+        {class name: [files]} sorted by class; empty when there are none.
     """
     extensions = AUDIO_EXTENSIONS if kind == "audio" else IMAGE_EXTENSIONS
     bundle_dir = Path(bundle_dir)
-    for root in (bundle_dir / paths.SAMPLES_FOLDER, paths.DOWNLOADED_SAMPLES_DIR / bundle_dir.name):
-        groups: dict[str, list[Path]] = {}
+    groups: dict[str, list[Path]] = {}
+    for root in (paths.DOWNLOADED_SAMPLES_DIR / bundle_dir.name, bundle_dir / paths.SAMPLES_FOLDER):
         if not root.is_dir():
             continue
         for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in extensions)
-            if files:
-                groups[class_dir.name] = files[:SAMPLES_PER_CLASS]
-        if groups:
-            return groups
-    return {}
+            files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.name.lower().endswith(extensions))
+            groups.setdefault(class_dir.name, []).extend(files)
+    return {name: files[:SAMPLES_PER_CLASS] for name, files in sorted(groups.items()) if files}
 
 
 def no_samples_hint(bundle_name: str) -> str:

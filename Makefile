@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8866
 
-.PHONY: install run test test-fast lint format chromium benchmarks clean
+.PHONY: install run test test-fast lint format chromium benchmarks models clean
 
 install: $(VENV)/.installed
 
@@ -48,3 +48,15 @@ benchmarks: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+
+# Rebuild the four shipped bundles and their samples (the exact commands of models/README.md).
+# DATA holds speech_commands/, fsdd/, mnist/, cifar10/ in the class-folder layout.
+DATA ?= ../shared/data
+models: install
+	$(BIN)/python -m app data synth-speech data/synthetic-commands --words yes no up down left right on off stop go --per-class 300 --silence 200 --seed 2
+	$(BIN)/python -m app data synth-speech data/synthetic-digits --words 0=zero 1=one 2=two 3=three 4=four 5=five 6=six 7=seven 8=eight 9=nine --per-class 300 --seed 1
+	$(BIN)/python -m app train $(DATA)/speech_commands --out models/speech-commands --split-salt onepipe --extra-train-data data/synthetic-commands --augment-copies 3 --force
+	$(BIN)/python -m app train $(DATA)/fsdd --out models/spoken-digits --sample-rate 8000 --group-pattern '^[^_]+_([^_]+)_' --validation-percent 8 --test-percent 2 --extra-train-data data/synthetic-digits --force
+	$(BIN)/python -m app train $(DATA)/mnist --out models/mnist --image-size 28x28 --channels 1 --background dark --center-content --force
+	$(BIN)/python -m app train $(DATA)/cifar10 --out models/cifar10 --horizontal-flip --force
+	$(BIN)/python -m app data samples

@@ -1,0 +1,142 @@
+"""The bundles shipped in models/: complete, small, and right on their own dashboard samples and on the
+inputs users bring (a phone photo of a digit on paper, a word spoken into the browser's microphone)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from app import synth
+from app.augment import encode_webm_opus
+from app.bundle import read_metadata
+from app.paths import PROJECT_ROOT
+from app.predict import Predictor
+
+MODELS = PROJECT_ROOT / "models"
+SHIPPED = {
+    "speech-commands": ("audio", ["_silence_", "_unknown_", "down", "go", "left", "no", "off", "on", "right", "stop"]),
+    "spoken-digits": ("audio", [str(d) for d in range(10)]),
+    "mnist": ("image", [str(d) for d in range(10)]),
+    "cifar10": ("image", ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]),
+}
+MAX_BUNDLE_BYTES = 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_bundle_is_complete_small_and_verified(name):
+    bundle = MODELS / name
+    metadata = read_metadata(bundle)
+    kind, first_classes = SHIPPED[name]
+    assert metadata["kind"] == kind
+    assert metadata["class_names"][: len(first_classes)] == first_classes
+    for key in ("preprocessing", "metrics", "data", "training", "versions", "files"):
+        assert metadata[key], key
+    assert metadata["training"]["command"].startswith("python -m app train")
+    assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
+    size = sum(path.stat().st_size for path in bundle.rglob("*") if path.is_file())
+    assert size <= MAX_BUNDLE_BYTES, f"{name} is {size / 1e6:.1f} MB"
+    Predictor.load(bundle)  # sha256 of the served model checked
+
+
+@pytest.mark.parametrize("name", ["speech-commands", "spoken-digits", "mnist"])
+def test_dashboard_samples_cover_every_class_and_are_recognised(name):
+    predictor = Predictor.load(MODELS / name)
+    samples = sorted(path for path in predictor.samples_dir.glob("*/*") if path.is_file())
+    assert {path.parent.name for path in samples} == set(predictor.class_names)
+    correct = [predictor(path, top_k=1)[0]["label"] == path.parent.name for path in samples]
+    assert np.mean(correct) >= 0.9, f"{name}: {np.mean(correct):.0%} of {len(samples)} samples right"
+
+
+def phone_photo(digit: int, rotate_exif: bool) -> bytes:
+    """A 3000×4000 JPEG of a dark marker digit on slightly uneven white paper, maybe stored sideways."""
+    paper = Image.new("L", (3000, 4000), 225)
+    gradient = np.linspace(0, 25, 3000, dtype=np.float32)[None, :].repeat(4000, axis=0)
+    paper = Image.fromarray((np.asarray(paper, dtype=np.float32) + gradient).clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(paper)
+    draw.text((1400, 1900), str(digit), fill=30, font=ImageFont.load_default(size=900), anchor="mm", stroke_width=40)
+    photo = paper.filter(ImageFilter.GaussianBlur(6)).convert("RGB")
+    buffer = io.BytesIO()
+    if rotate_exif:  # the camera stored it rotated and says so in EXIF (orientation 6: rotate 90° clockwise)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        photo.rotate(90, expand=True).save(buffer, "JPEG", quality=85, exif=exif)
+    else:
+        photo.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def test_a_phone_photo_of_a_dark_digit_on_paper_works_with_the_digit_model():
+    predictor = Predictor.load(MODELS / "mnist")
+    digits = [0, 1, 2, 3, 4, 5, 7]
+    labels = [predictor(phone_photo(d, rotate_exif=d % 2 == 1), top_k=1)[0]["label"] for d in digits]
+    assert sum(label == str(d) for label, d in zip(labels, digits, strict=True)) >= len(digits) - 1, labels
+
+
+def spoken(word: str, seed: int) -> np.ndarray:
+    """A word said by eSpeak NG in a voice and rate of its own, (16000,) float32 at 16 kHz."""
+    random = np.random.default_rng(seed)
+    voice = synth.Voice("en-us", "m3", rate=160, pitch=45, pitch_range=50)
+    return (
+        synth.synthesize_word(word, voice, random, 16000, signal_to_noise_range=(25.0, 35.0)).astype(np.float32) / 32768
+    )
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "left", "stop"])
+def test_a_browser_recording_of_a_spoken_word_is_recognised(word):
+    """The microphone path without the browser: 2.5 s at 48 kHz, quieter, through WebM/Opus."""
+    predictor = Predictor.load(MODELS / "speech-commands")
+    recording = np.zeros(int(2.5 * 16000), np.float32)
+    recording[12000:28000] = spoken(word, seed=11) * 0.3
+    assert predictor(encode_webm_opus(recording, 16000), top_k=1)[0]["label"] == word
+
+
+def test_recorded_metrics_are_reported():
+    summary = {
+        name: read_metadata(MODELS / name)["metrics"][read_metadata(MODELS / name)["metrics"]["evaluated_on"]]
+        for name in SHIPPED
+    }
+    assert all(0.5 < metrics["accuracy"] <= 1.0 for metrics in summary.values()), json.dumps(summary)[:500]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_speaking_into_the_dashboard_microphone(tmp_path):
+    """Chromium's fake microphone plays a spoken "yes"; the dashboard on the shipped models hears "yes"."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from fixtures_data import write_wav
+    from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    wav = write_wav(tmp_path / "yes.wav", np.concatenate([np.zeros(4000, np.float32), spoken("yes", seed=5)]))
+    process, url = start_voila(MODELS, log_path=tmp_path / "voila.log")
+    try:
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    *CHROMIUM_ARGS,
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-audio-capture={wav}",
+                ],
+            )
+            page = browser.new_page()
+            page.goto(url)
+            audio = page.locator(".onepipe-tab:visible")
+            audio.locator(".onepipe-record").wait_for(timeout=60_000)
+            audio.locator(".onepipe-record").click()
+            audio.get_by_text("Recording…").wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+            audio.locator(".onepipe-record").click()
+            audio.locator(".onepipe-result .onepipe-source", has_text="your recording").wait_for(timeout=30_000)
+            label = audio.locator(".onepipe-result .onepipe-top-label").inner_text().strip()
+            browser.close()
+    finally:
+        stop_process(process)
+    assert label == "yes"

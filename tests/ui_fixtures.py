@@ -38,24 +38,9 @@ def ui_models(tmp_path_factory, trained_models, tone_dataset, shape_dataset) -> 
 
 def webm_opus(waveform: np.ndarray, sample_rate: int = 16000) -> bytes:
     """A mono float waveform encoded as WebM/Opus at 48 kHz, as a browser's MediaRecorder sends it."""
-    import io
+    from app.augment import encode_webm_opus
 
-    import av
-
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="webm") as container:
-        stream = container.add_stream("libopus", rate=48000)
-        stream.layout = "mono"
-        pcm = np.round(np.clip(waveform, -1, 1) * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
-        frame.sample_rate = sample_rate
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
-        for resampled in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(resampled):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buffer.getvalue()
+    return encode_webm_opus(waveform, sample_rate)
 
 
 def write_y4m(image: Image.Image, path: Path, size: tuple[int, int] = (320, 240), frames: int = 10) -> Path:

@@ -125,7 +125,7 @@ def font_digit(digit: int, random: np.random.Generator) -> np.ndarray:
         fill=255,
         font=font,
         anchor="mm",
-        stroke_width=int(random.integers(3, 7)),
+        stroke_width=int(random.integers(0, 3)),  # MNIST pen strokes are about 1/8 of the digit height
         stroke_fill=255,
     )
     canvas = canvas.rotate(float(random.uniform(-12, 12)), resample=Image.Resampling.BILINEAR)
@@ -133,14 +133,14 @@ def font_digit(digit: int, random: np.random.Generator) -> np.ndarray:
 
 
 def mnist_samples(samples_dir: Path, per_class: int = 4, seed: int = 0) -> dict[str, int]:
-    """Write 28×28 PNG digits into `samples_dir/<digit>/`: handwritten (scikit-learn) and font-drawn."""
+    """Write 28×28 PNG digits into `samples_dir/<digit>/`: handwritten ones from scikit-learn."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     random = np.random.default_rng(seed)
     counts = {}
     for digit in range(10):
-        handwritten = per_class - per_class // 2
+        handwritten = per_class  # real handwriting; font digits only if scikit-learn had too few
         indices = np.flatnonzero(digits.target == digit)
         chosen = random.choice(indices, size=min(handwritten, indices.size), replace=False)
         images = [(f"handwritten-{index:04d}", digit_image(digits.images[index])) for index in sorted(chosen)]

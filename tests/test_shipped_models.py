@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from app import synth
 from app.augment import encode_webm_opus
@@ -52,14 +52,38 @@ def test_dashboard_samples_cover_every_class_and_are_recognised(name):
     assert np.mean(correct) >= 0.9, f"{name}: {np.mean(correct):.0%} of {len(samples)} samples right"
 
 
+# Digits as a hand with a marker draws them: strokes in a unit box (x right, y down).
+MARKER_STROKES = {
+    0: [[(0.5 + 0.32 * np.sin(t), 0.5 - 0.45 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]],
+    1: [[(0.42, 0.2), (0.55, 0.05), (0.55, 0.95)]],
+    4: [[(0.6, 0.05), (0.15, 0.65), (0.85, 0.65)], [(0.62, 0.35), (0.62, 0.95)]],
+    7: [[(0.15, 0.08), (0.85, 0.08), (0.4, 0.95)]],
+    3: [
+        [
+            (0.2, 0.15),
+            (0.5, 0.05),
+            (0.78, 0.18),
+            (0.75, 0.38),
+            (0.45, 0.5),
+            (0.8, 0.62),
+            (0.8, 0.85),
+            (0.5, 0.95),
+            (0.18, 0.85),
+        ]
+    ],
+}
+
+
 def phone_photo(digit: int, rotate_exif: bool) -> bytes:
-    """A 3000×4000 JPEG of a dark marker digit on slightly uneven white paper, maybe stored sideways."""
-    paper = Image.new("L", (3000, 4000), 225)
-    gradient = np.linspace(0, 25, 3000, dtype=np.float32)[None, :].repeat(4000, axis=0)
-    paper = Image.fromarray((np.asarray(paper, dtype=np.float32) + gradient).clip(0, 255).astype(np.uint8))
+    """A 3000×4000 JPEG of a dark marker digit on unevenly lit white paper, maybe stored sideways."""
+    gradient = np.linspace(215, 245, 3000, dtype=np.float32)[None, :].repeat(4000, axis=0)
+    paper = Image.fromarray(gradient.astype(np.uint8))
     draw = ImageDraw.Draw(paper)
-    draw.text((1400, 1900), str(digit), fill=30, font=ImageFont.load_default(size=900), anchor="mm", stroke_width=40)
-    photo = paper.filter(ImageFilter.GaussianBlur(6)).convert("RGB")
+    left, top, size = 1000, 1400, 1100
+    for stroke in MARKER_STROKES[digit]:
+        points = [(left + x * size * 0.8, top + y * size) for x, y in stroke]
+        draw.line(points, fill=35, width=90, joint="curve")
+    photo = paper.filter(ImageFilter.GaussianBlur(4)).convert("RGB")
     buffer = io.BytesIO()
     if rotate_exif:  # the camera stored it rotated and says so in EXIF (orientation 6: rotate 90° clockwise)
         exif = Image.Exif()
@@ -72,9 +96,9 @@ def phone_photo(digit: int, rotate_exif: bool) -> bytes:
 
 def test_a_phone_photo_of_a_dark_digit_on_paper_works_with_the_digit_model():
     predictor = Predictor.load(MODELS / "mnist")
-    digits = [0, 1, 2, 3, 4, 5, 7]
+    digits = sorted(MARKER_STROKES)
     labels = [predictor(phone_photo(d, rotate_exif=d % 2 == 1), top_k=1)[0]["label"] for d in digits]
-    assert sum(label == str(d) for label, d in zip(labels, digits, strict=True)) >= len(digits) - 1, labels
+    assert labels == [str(d) for d in digits]
 
 
 def spoken(word: str, seed: int) -> np.ndarray:

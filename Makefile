@@ -57,6 +57,7 @@ models: install
 	$(BIN)/python -m app data synth-speech data/synthetic-digits --words 0=zero 1=one 2=two 3=three 4=four 5=five 6=six 7=seven 8=eight 9=nine --per-class 300 --seed 1
 	$(BIN)/python -m app train $(DATA)/speech_commands --out models/speech-commands --split-salt onepipe --extra-train-data data/synthetic-commands --augment-copies 3 --force
 	$(BIN)/python -m app train $(DATA)/fsdd --out models/spoken-digits --sample-rate 8000 --group-pattern '^[^_]+_([^_]+)_' --validation-percent 8 --test-percent 2 --extra-train-data data/synthetic-digits --force
-	$(BIN)/python -m app train $(DATA)/mnist --out models/mnist --image-size 28x28 --channels 1 --background dark --center-content --force
-	$(BIN)/python -m app train $(DATA)/cifar10 --out models/cifar10 --horizontal-flip --force
+	$(BIN)/python -m app data digits data/sklearn-digits
+	$(BIN)/python -m app train $(DATA)/mnist --out models/mnist --image-size 28x28 --channels 1 --background dark --center-content --extra-train-data data/sklearn-digits --force
+	$(BIN)/python -m app train $(DATA)/cifar10 --out models/cifar10 --horizontal-flip --epochs 60 --force
 	$(BIN)/python -m app data samples

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sample-rate", type=int, help="audio: Hz (default 16000)")
     train.add_argument("--clip-seconds", type=float, help="audio: window length (default 1.0)")
     train.add_argument("--n-mels", type=int, help="audio: mel bands (default 40)")
+    train.add_argument(
+        "--subtract-band-mean", action="store_true", help="audio: remove each mel band's mean (microphone colour)"
+    )
     train.add_argument("--force", action="store_true", help="replace an existing bundle")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)

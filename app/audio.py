@@ -17,7 +17,6 @@ import io
 import struct
 import warnings
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -25,37 +24,10 @@ import scipy.io.wavfile
 
 from app.config import AudioConfig
 from app.errors import InputError
+from app.sources import Source, describe_source, read_source_bytes
 
 EXPECTED_AUDIO = "expected audio: wav, flac, ogg, opus, mp3, m4a, webm"
-AudioSource = str | Path | bytes | bytearray | memoryview
-
-
-def describe_source(source: AudioSource) -> str:
-    """A short description of an input for error messages ("a 0-byte file", "'x.pdf'")."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"{len(source):,} bytes"
-    return f"'{Path(source).name}'"
-
-
-def read_source_bytes(source: AudioSource, max_bytes: int | None = None) -> bytes:
-    """The bytes of a path or byte string; InputError when missing, empty or larger than max_bytes."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"no such file: {path}")
-        size = path.stat().st_size
-        if max_bytes is not None and size > max_bytes:
-            raise InputError(
-                f"received a {size / 1e6:.0f} MB file '{path.name}'; the limit is {max_bytes / 1e6:.0f} MB"
-            )
-        data = path.read_bytes()
-    if not data:
-        raise InputError(f"received a 0-byte file; {EXPECTED_AUDIO}")
-    if max_bytes is not None and len(data) > max_bytes:
-        raise InputError(f"received {len(data) / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
-    return data
+AudioSource = Source
 
 
 def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.0) -> np.ndarray:
@@ -72,7 +44,7 @@ def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.
     Raises:
         InputError: empty, corrupt, not audio, no samples, non-finite samples or too long.
     """
-    data = read_source_bytes(source)
+    data = read_source_bytes(source, EXPECTED_AUDIO)
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         waveform = _decode_wav(data, sample_rate, max_seconds, source)
         if waveform is not None:

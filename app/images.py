@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.config import ImageConfig
 from app.errors import InputError
+from app.sources import describe_source, read_source_bytes
 
 EXPECTED_IMAGE = "expected an image: png, jpeg, gif, bmp, webp, tiff"
 ImageSource = str | Path | bytes | bytearray | memoryview | np.ndarray | Image.Image
@@ -50,23 +51,9 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def _describe(source: ImageSource) -> str:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"{len(source):,} bytes"
-    return f"'{Path(source).name}'"
-
-
 def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
     """Open, check the size before decoding pixels, take the first frame, apply EXIF orientation."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"no such file: {path}")
-        data = path.read_bytes()
-    if not data:
-        raise InputError(f"received a 0-byte file; {EXPECTED_IMAGE}")
+    data = read_source_bytes(source, EXPECTED_IMAGE)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -74,10 +61,10 @@ def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
             width, height = image.size
             if width * height > config.max_pixels:
                 raise InputError(
-                    f"{_describe(source)} is {width}×{height} pixels; the limit is {config.max_pixels:,} pixels"
+                    f"{describe_source(source)} is {width}×{height} pixels; the limit is {config.max_pixels:,} pixels"
                 )
             if width == 0 or height == 0:
-                raise InputError(f"{_describe(source)} has no pixels ({width}×{height})")
+                raise InputError(f"{describe_source(source)} has no pixels ({width}×{height})")
             image.seek(0)
             if image.format == "JPEG":
                 # Decode large JPEGs at a reduced scale: much faster, and we only need a small image.
@@ -91,13 +78,13 @@ def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise InputError(
-                f"{_describe(source)} declares too many pixels (a decompression bomb?); "
+                f"{describe_source(source)} declares too many pixels (a decompression bomb?); "
                 f"the limit is {config.max_pixels:,} pixels"
             ) from None
         except UnidentifiedImageError:
-            raise InputError(f"{_describe(source)} is not an image Pillow can read; {EXPECTED_IMAGE}") from None
+            raise InputError(f"{describe_source(source)} is not an image Pillow can read; {EXPECTED_IMAGE}") from None
         except (OSError, ValueError, SyntaxError, EOFError) as error:
-            raise InputError(f"{_describe(source)} is a damaged image ({error}); {EXPECTED_IMAGE}") from None
+            raise InputError(f"{describe_source(source)} is a damaged image ({error}); {EXPECTED_IMAGE}") from None
     return image
 
 

@@ -1,0 +1,38 @@
+"""Reading what a user gives us (a path or the file's bytes) the same way for audio and images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.errors import InputError
+
+Source = str | Path | bytes | bytearray | memoryview
+
+
+def describe_source(source: Source) -> str:
+    """A short description of an input for error messages ("1,234 bytes", "'clip.pdf'")."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"{len(source):,} bytes"
+    return f"'{Path(source).name}'"
+
+
+def read_source_bytes(source: Source, expected: str) -> bytes:
+    """The bytes of a path or byte string.
+
+    Args:
+        source: a path or the file's bytes.
+        expected: what the caller accepts, for the message ("expected audio: wav, flac, …").
+
+    Raises:
+        InputError: the file is missing or empty.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"no such file: {path}")
+        data = path.read_bytes()
+    if not data:
+        raise InputError(f"received a 0-byte file; {expected}")
+    return data

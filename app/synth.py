@@ -391,6 +391,7 @@ def synthesize_class(
     sample_rate: int = 16000,
     voices: Sequence[tuple[str, str]] | None = None,
     on_clip: Callable[[], None] | None = None,
+    share_label: bool = False,
 ) -> list[Path]:
     """Write `count` clips of one class into `out_dir/label/`.
 
@@ -407,17 +408,21 @@ def synthesize_class(
         sample_rate: Hz of the written WAV files.
         voices: (language, variant) pairs to draw from (default: english_voices()).
         on_clip: called after each clip (progress bars).
+        share_label: several texts share this label (e.g. `_unknown_`): the text gets its own random
+            stream and prefixes the file names, `<text>_<voice>_nohash_<n>.wav`, as in Speech Commands.
 
     Returns:
         The written files.
     """
-    random = np.random.default_rng([seed, stable_number(label)])
+    stream = stable_number(f"{label}/{text}") if share_label else stable_number(label)
+    prefix = f"{text}_" if share_label else ""
+    random = np.random.default_rng([seed, stream])
     voices = list(voices or english_voices())
     order = random.permutation(len(voices))
     class_dir = Path(out_dir) / label
     written = []
     for index in range(count):
-        clip_random = np.random.default_rng([seed, stable_number(label), index])
+        clip_random = np.random.default_rng([seed, stream, index])
         if label == SILENCE_LABEL:
             samples = synthesize_silence(clip_random, sample_rate)
             path = class_dir / f"noise{index:05d}_nohash_0.wav"
@@ -425,7 +430,7 @@ def synthesize_class(
             language, variant = voices[order[index % len(voices)]]
             voice = random_voice(language, variant, clip_random)
             samples = synthesize_word(text or label, voice, clip_random, sample_rate)
-            path = class_dir / f"{voice.speaker_id}_nohash_{index // len(voices)}.wav"
+            path = class_dir / f"{prefix}{voice.speaker_id}_nohash_{index // len(voices)}.wav"
         _write_wav(path, sample_rate, samples)
         written.append(path)
         if on_clip:
@@ -460,23 +465,34 @@ def synthesize_dataset(
     Raises:
         InputError: a word is empty or not a plain word, or a count is negative.
     """
-    texts: dict[str, str] = {}
+    texts: dict[str, list[str]] = {}
     for entry in dict.fromkeys(words):
         label, _, text = entry.partition("=") if "=" in entry else (entry, "", entry)
         for part in (label, text):
-            if not part or not all(character.isalnum() or character in " '-" for character in part):
+            if not part or not all(character.isalnum() or character in " '-_" for character in part):
                 raise InputError(
                     f"cannot use {entry!r} as a word; expected letters, digits, spaces or hyphens, "
-                    "optionally as LABEL=TEXT (e.g. 7=seven)"
+                    "optionally as LABEL=TEXT (e.g. 7=seven; repeat a LABEL to give it several words)"
                 )
-        texts[label] = text
+        texts.setdefault(label, []).append(text)
     if per_class < 0 or silence < 0:
         raise InputError(f"received per_class={per_class}, silence={silence}; expected counts ≥ 0")
-    labels = [*texts, *([SILENCE_LABEL] if silence else [])]
     counts = {label: per_class for label in texts} | ({SILENCE_LABEL: silence} if silence else {})
     with tqdm(total=sum(counts.values()), unit="clip", disable=not progress) as bar:
-        for label in labels:
-            synthesize_class(
-                out_dir, label, counts[label], seed, text=texts.get(label), sample_rate=sample_rate, on_clip=bar.update
-            )
+        for label, label_texts in texts.items():
+            shared = len(label_texts) > 1
+            for number, text in enumerate(label_texts):  # per_class spread over the label's texts
+                count = per_class // len(label_texts) + (number < per_class % len(label_texts))
+                synthesize_class(
+                    out_dir,
+                    label,
+                    count,
+                    seed,
+                    text=text,
+                    sample_rate=sample_rate,
+                    on_clip=bar.update,
+                    share_label=shared,
+                )
+        if silence:
+            synthesize_class(out_dir, SILENCE_LABEL, silence, seed, sample_rate=sample_rate, on_clip=bar.update)
     return counts

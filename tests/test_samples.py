@@ -50,8 +50,7 @@ def test_samples_for_every_existing_bundle(tmp_path):
     mnist = tmp_path / "mnist" / "samples"
     pngs = sorted(mnist.glob("*/*.png"))
     assert len(pngs) == 30
-    assert any(path.name.startswith("font-") for path in pngs)
-    assert any(path.name.startswith("handwritten-") for path in pngs)
+    assert all(path.name.startswith("handwritten-") for path in pngs)  # real handwriting, not a font
     for path in pngs:
         with Image.open(path) as image:
             pixels = np.asarray(image)

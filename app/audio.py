@@ -238,7 +238,8 @@ def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: 
         frames = np.lib.stride_tricks.sliding_window_view(chunk, config.n_fft, axis=-1)[:, :: config.hop_length]
         spectrum = scipy.fft.rfft(frames * window, axis=-1).view(np.float32)
         np.square(spectrum, out=spectrum)
-        decibels = np.log10(np.maximum(spectrum @ weights, 1e-10))
+        decibels = np.maximum(spectrum @ weights, 1e-10)
+        np.log10(decibels, out=decibels)
         decibels *= 10.0
         decibels -= decibels.max(axis=(1, 2), keepdims=True)
         np.maximum(decibels, -config.top_db, out=output[start : start + chunk_size])

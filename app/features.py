@@ -30,7 +30,7 @@ from app.config import AudioConfig, ImageConfig, to_dict
 from app.errors import InputError
 from app.images import load_image
 
-CHUNK_SIZE = 64  # files per task: small enough for the CPU cache, large enough to vectorise
+CHUNK_SIZE = 32  # files per task: small enough for the CPU cache, large enough to vectorise
 WORKERS = 2
 
 

@@ -27,7 +27,8 @@ class BundleInfo:
 
 
 def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleInfo]:
-    """Bundles of one kind ("audio" or "image") under `models_dir`, with their class names."""
+    """Bundles of one kind ("audio" or "image") under `models_dir` with their class names: those with
+    example files first, then by name."""
     import json
 
     infos = []
@@ -38,7 +39,8 @@ def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleI
         except (OSError, ValueError, KeyError):
             continue
         infos.append(BundleInfo(bundle_dir.name, bundle_dir, kind, class_names))
-    return infos
+    # Bundles with example files first, so the dashboard opens on something to try.
+    return sorted(infos, key=lambda info: (not sample_files(info.path, kind), info.name))
 
 
 def get_predictor(bundle_dir: Path):

@@ -104,7 +104,9 @@ class AudioTab(widgets.VBox):
         hint = "" if self.samples or info is None else no_samples_hint(info.name)
         self.samples_hint.value = f'<div class="onepipe-hint">{hint}</div>' if hint else ""
         self.class_dropdown.options = list(self.samples)
-        self.class_dropdown.value = next(iter(self.samples), None)
+        # Open on a real word rather than a special class such as _silence_ or _unknown_.
+        words = [name for name in self.samples if not name.startswith("_")]
+        self.class_dropdown.value = (words or list(self.samples) or [None])[0]
         has_samples = bool(self.samples)
         self.class_dropdown.layout.display = self.clip_buttons.layout.display = None if has_samples else "none"
         self.player.layout.display = None if has_samples else "none"

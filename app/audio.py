@@ -8,7 +8,7 @@ Example:
     >>> from app.audio import audio_features
     >>> from app.config import AudioConfig
     >>> audio_features("yes.wav", AudioConfig()).shape  # doctest: +SKIP
-    (98, 40)
+    (97, 40)
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
     samples = _canonical_pcm16(data, max_seconds)
     if samples is not None:  # the common case (Speech Commands, FSDD, most recorders): no parsing needed
         file_rate, channels = struct.unpack_from("<I", data, 24)[0], samples.shape[1]
+        _check_rate(file_rate, source)
         waveform = samples[:, 0].astype(np.float32) if channels == 1 else samples.mean(axis=1, dtype=np.float32)
         waveform *= 1.0 / 32768.0
         return waveform if file_rate == sample_rate else _finish(resample(waveform, file_rate, sample_rate), source)
@@ -75,8 +76,7 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
         raise InputError(f"{describe_source(source)} is a damaged WAV file ({error}); {EXPECTED_AUDIO}") from None
     if samples.ndim == 2 and samples.shape[1] == 0:
         raise InputError(f"{describe_source(source)} has zero audio channels; {EXPECTED_AUDIO}")
-    if file_rate <= 0:
-        raise InputError(f"{describe_source(source)} declares a sample rate of {file_rate} Hz")
+    _check_rate(file_rate, source)
     if samples.shape[0] > max_seconds * file_rate:
         raise InputError(
             f"{describe_source(source)} lasts {samples.shape[0] / file_rate:.0f} s; the limit is {max_seconds:.0f} s"
@@ -85,6 +85,18 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
     if waveform.ndim == 2:
         waveform = waveform.mean(axis=1)
     return _finish(resample(waveform, file_rate, sample_rate), source)
+
+
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000  # Hz; outside this a header is damaged or hostile
+
+
+def _check_rate(file_rate: int, source: AudioSource) -> None:
+    """InputError for a declared sample rate no real recording has (it would make resampling explode)."""
+    if not MIN_SAMPLE_RATE <= file_rate <= MAX_SAMPLE_RATE:
+        raise InputError(
+            f"{describe_source(source)} declares a sample rate of {file_rate:,} Hz; "
+            f"expected {MIN_SAMPLE_RATE:,}–{MAX_SAMPLE_RATE:,} Hz"
+        )
 
 
 def _canonical_pcm16(data: bytes, max_seconds: float) -> np.ndarray | None:
@@ -248,13 +260,17 @@ def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: 
     return output[0] if single else output
 
 
-def audio_features(source: AudioSource | np.ndarray, config: AudioConfig) -> np.ndarray:
-    """Decode (or take a waveform at `config.sample_rate`), window and convert: (time, n_mels) dB."""
+def load_waveform(source: AudioSource | np.ndarray, config: AudioConfig) -> np.ndarray:
+    """A mono float32 waveform (samples,) at `config.sample_rate` from a file, bytes or an array
+    (arrays are taken to be at `config.sample_rate` already)."""
     if isinstance(source, np.ndarray):
-        waveform = validate_waveform(source)
-    else:
-        waveform = decode_audio(source, config.sample_rate, config.max_decoded_seconds)
-    return log_mel_spectrogram(fit_window(waveform, config), config)
+        return validate_waveform(source)
+    return decode_audio(source, config.sample_rate, config.max_decoded_seconds)
+
+
+def audio_features(source: AudioSource | np.ndarray, config: AudioConfig) -> np.ndarray:
+    """Load, window and convert: the (time, n_mels) dB spectrogram a model sees."""
+    return log_mel_spectrogram(fit_window(load_waveform(source, config), config), config)
 
 
 def validate_waveform(waveform: np.ndarray) -> np.ndarray:
@@ -266,6 +282,8 @@ def validate_waveform(waveform: np.ndarray) -> np.ndarray:
         raise InputError(f"expected a mono waveform of shape (samples,); received an array of shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number):
         raise InputError(f"expected a numeric waveform; received dtype {array.dtype}")
+    if array.dtype.kind in "iu" and array.dtype.itemsize > 4:  # int64 has no natural full scale: use the peak
+        array = array.astype(np.float64) / max(1.0, float(np.max(np.abs(array))))
     array = _to_float(array) if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise InputError("the waveform contains invalid samples (NaN or infinity)")

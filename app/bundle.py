@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -76,11 +75,15 @@ def write_bundle(
         force: replace an existing bundle (its samples/ folder is kept).
 
     Raises:
-        BundleError: out_dir exists and force is False.
+        BundleError: out_dir exists and force is False, or it exists and is not a bundle.
     """
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not force:
         raise BundleError(f"{out_dir} already exists; pass --force to replace it")
+    if out_dir.exists() and not (out_dir / METADATA_FILE).is_file():
+        raise BundleError(
+            f"{out_dir} exists and is not a model bundle (no {METADATA_FILE}); --force replaces bundles only"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)
@@ -93,9 +96,13 @@ def write_bundle(
             old_samples = out_dir / SAMPLES_FOLDER
             if old_samples.is_dir():
                 shutil.copytree(old_samples, staging / SAMPLES_FOLDER)
-            retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(retired)
-            staging.rename(out_dir)
+            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            out_dir.replace(retired)  # an empty folder is replaced by the rename
+            try:
+                staging.rename(out_dir)
+            except OSError:
+                retired.rename(out_dir)  # put the old bundle back
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         else:
             staging.rename(out_dir)

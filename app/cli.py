@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.errors import OnePipeError
+from app.errors import InputError, OnePipeError
 
 USAGE_ERROR = 2
 
@@ -42,6 +43,36 @@ def _image_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; received {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0; received {text!r}")
+    return value
+
+
+def _group_pattern(text: str) -> str:
+    try:
+        groups = re.compile(text).groups
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({error})") from None
+    if groups < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a (group) around the speaker part of the name")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m app", description="Train, evaluate and use OnePipe models.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -58,18 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="another class-folder dataset used for training only (repeatable), e.g. synthetic speech",
     )
-    train.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
-    train.add_argument("--batch-size", type=int)
+    train.add_argument("--epochs", type=_positive_int, help="maximum epochs (early stopping may end sooner)")
+    train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--seed", type=int)
     train.add_argument("--learning-rate", type=float)
-    train.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    train.add_argument("--patience", type=_positive_int, help="epochs without validation gain before stopping")
     train.add_argument("--validation-percent", type=float)
     train.add_argument("--test-percent", type=float)
     train.add_argument("--split-salt", help="text mixed into the split hash (see TrainConfig.split_salt)")
     train.add_argument("--no-augment", action="store_true", help="turn off augmentation")
-    train.add_argument("--augment-copies", type=int, help="audio: waveform variants per training clip")
+    train.add_argument("--augment-copies", type=_non_negative_int, help="audio: waveform variants per training clip")
     train.add_argument("--horizontal-flip", action="store_true", help="images: random left-right flips")
-    train.add_argument("--group-pattern", help="regex whose first group is the speaker/source in a file name")
+    train.add_argument(
+        "--group-pattern", type=_group_pattern, help="regex whose first group is the speaker/source in a file name"
+    )
     train.add_argument("--image-size", type=_image_size, help="images: HEIGHTxWIDTH (default: from the data)")
     train.add_argument("--channels", type=int, choices=(1, 3), help="images: 1 grey or 3 RGB (default: from the data)")
     train.add_argument("--background", choices=("dark", "light", "none"), help="images: background of the data")
@@ -93,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict files; one JSON line per file")
     predict.add_argument("bundle_dir", type=Path)
     predict.add_argument("files", type=Path, nargs="+")
-    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--top-k", type=_positive_int, default=5)
     predict.set_defaults(func=_predict)
 
     try:
@@ -127,6 +160,7 @@ def _train(args: argparse.Namespace) -> int:
         "sample_rate": args.sample_rate,
         "clip_seconds": args.clip_seconds,
         "n_mels": args.n_mels,
+        "subtract_band_mean": True if args.subtract_band_mean else None,
     }
     image_options = {
         "image_size": args.image_size,
@@ -139,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
             rate = options["sample_rate"]
             options.update(n_fft=round(512 * rate / 16000), hop_length=round(160 * rate / 16000))
             options.update(f_max=min(7600.0, rate * 0.475))
-        preprocessing = AudioConfig(**options)
+        preprocessing = _config(AudioConfig, options)
     if any(v is not None for v in image_options.values()) or args.background:
         from app.data import find_dataset
         from app.train import infer_image_config
@@ -148,7 +182,7 @@ def _train(args: argparse.Namespace) -> int:
         options = {k: v for k, v in image_options.items() if v is not None}
         if args.background:
             options["background"] = None if args.background == "none" else args.background
-        preprocessing = ImageConfig(**{**inferred.__dict__, **options})
+        preprocessing = _config(ImageConfig, {**inferred.__dict__, **options})
     train(
         args.data_dir,
         args.out,
@@ -162,6 +196,14 @@ def _train(args: argparse.Namespace) -> int:
         extra_train_dirs=args.extra_train_data,
     )
     return 0
+
+
+def _config(config_class, options: dict):
+    """A preprocessing config from command-line options; InputError for impossible combinations."""
+    try:
+        return config_class(**options)
+    except ValueError as error:
+        raise InputError(f"these options do not fit together: {error}") from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -185,8 +227,6 @@ def _predict(args: argparse.Namespace) -> int:
     from app.predict import Predictor
 
     predictor = Predictor.load(args.bundle_dir)
-    if args.top_k < 1:
-        raise OnePipeError(f"--top-k must be at least 1; received {args.top_k}")
     failures = 0
     for file in args.files:
         try:

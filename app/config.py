@@ -7,7 +7,7 @@ differently from what it was trained on.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".aiff", ".aif")
@@ -98,21 +98,6 @@ class TrainConfig:
     augment_copies: int = 2  # extra waveform variants per audio training clip (noise, gain, rate)
     horizontal_flip: bool = False  # images only: for natural photos, not for digits or text
     label_smoothing: float = 0.05
-
-
-@dataclass(frozen=True)
-class BundleConfig:
-    """Everything needed to rebuild the model input: the kind and its preprocessing."""
-
-    kind: str  # "audio" or "image"
-    audio: AudioConfig | None = None
-    image: ImageConfig | None = None
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    @property
-    def preprocessing(self) -> AudioConfig | ImageConfig:
-        """The preprocessing config of this bundle's kind."""
-        return self.audio if self.kind == "audio" else self.image
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def speaker_key(path: Path, group_pattern: str | None = None) -> str:
     if group_pattern:
         match = re.search(group_pattern, name)
         if match:
-            return match.group(1)
+            return match.group(1) or name
     if "_nohash_" in name:
         return name.split("_nohash_")[0].split("_")[-1]
     return name

@@ -60,6 +60,11 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
             f"({', '.join(predictor.class_names)})"
         )
     extraction = extract_features(dataset.files, predictor.config, progress=progress)
+    if len(extraction.kept) == 0:
+        first = extraction.skipped[0] if extraction.skipped else ("", "")
+        raise DatasetError(
+            f"none of the {len(dataset.files)} files under {data_dir} could be read; e.g. {first[0]}: {first[1]}"
+        )
     probabilities = (
         np.concatenate(
             [

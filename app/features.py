@@ -6,7 +6,7 @@ second run over the same data skips decoding. Unreadable files are skipped and r
 Example:
     >>> from app.features import extract_features
     >>> result = extract_features(files, AudioConfig())  # doctest: +SKIP
-    >>> result.features.shape, len(result.skipped)  # doctest: +SKIP
+    >>> result.arrays.shape, len(result.skipped)  # doctest: +SKIP
     ((2640, 97, 40), 0)
 """
 
@@ -30,6 +30,7 @@ from app.config import AudioConfig, ImageConfig, to_dict
 from app.errors import InputError
 from app.images import load_image
 
+FEATURES_VERSION = 1  # bump when the feature code changes: cached features then no longer match
 CHUNK_SIZE = 32  # files per task: small enough for the CPU cache, large enough to vectorise
 WORKERS = 2
 
@@ -56,9 +57,12 @@ def _read_example(path: Path, config: AudioConfig | ImageConfig, data: bytes) ->
     return load_image(data, config)
 
 
-def _process_chunk(paths: Sequence[Path], config, data: Sequence[bytes], spectrograms: bool):
+def _process_chunk(paths: Sequence[Path], config, data: Sequence[bytes | OSError], spectrograms: bool):
     arrays, kept, skipped = [], [], []
     for index, (path, content) in enumerate(zip(paths, data, strict=True)):
+        if isinstance(content, OSError):
+            skipped.append((str(path), f"could not be read ({content.strerror or content})"))
+            continue
         try:
             arrays.append(_read_example(path, config, content))
             kept.append(index)
@@ -85,12 +89,12 @@ def load_examples(
     chunks = [files[start : start + CHUNK_SIZE] for start in range(0, len(files), CHUNK_SIZE)]
 
     def run(chunk: list[Path]):
-        data = []
+        data: list[bytes | OSError] = []
         for path in chunk:
             try:
                 data.append(path.read_bytes())
-            except OSError:
-                data.append(b"")
+            except OSError as error:
+                data.append(error)
         return _process_chunk(chunk, config, data, spectrograms)
 
     parts, kept, skipped = [], [], []
@@ -136,7 +140,7 @@ def extract_features(
     if not use_cache:
         return load_examples(files, config, progress=progress)
     cache_path = (cache_dir or default_cache_dir()) / f"features-{_config_hash(config)}.npz"
-    cached_keys, cached_arrays = _read_cache(cache_path)
+    cached_keys, cached_arrays = _read_cache(cache_path, config)
     keys = [_content_key(path) for path in files]
     position = {key: index for index, key in enumerate(cached_keys)}
     missing = [index for index, key in enumerate(keys) if key is None or key not in position]
@@ -161,7 +165,9 @@ def extract_features(
 
 
 def _config_hash(config: AudioConfig | ImageConfig) -> str:
-    description = json.dumps({"type": type(config).__name__, **to_dict(config)}, sort_keys=True)
+    description = json.dumps(
+        {"type": type(config).__name__, "version": FEATURES_VERSION, **to_dict(config)}, sort_keys=True
+    )
     return hashlib.sha256(description.encode()).hexdigest()[:16]
 
 
@@ -172,20 +178,30 @@ def _content_key(path: Path) -> str | None:
         return None
 
 
-def _read_cache(cache_path: Path) -> tuple[list[str], np.ndarray]:
+def _read_cache(cache_path: Path, config: AudioConfig | ImageConfig) -> tuple[list[str], np.ndarray]:
+    """Keys and arrays of a cache file; empty when missing, damaged or of another shape."""
     try:
         with np.load(cache_path, allow_pickle=False) as cache:
-            return [str(k) for k in cache["keys"]], cache["arrays"]
-    except (OSError, ValueError, KeyError):
+            keys, arrays = [str(k) for k in cache["keys"]], cache["arrays"]
+    except Exception:
         return [], np.zeros((0,))
+    if arrays.shape[1:] != feature_shape(config) or len(keys) != len(arrays):
+        return [], np.zeros((0,))
+    return keys, arrays
 
 
 def _write_cache(cache_path: Path, keys: list[str], arrays: np.ndarray) -> None:
     """Write atomically; a cache that cannot be written is only a missed speed-up."""
+    temporary = None
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache_path.parent, suffix=".npz", delete=False) as handle:
+            temporary = Path(handle.name)
             np.savez(handle, keys=np.asarray(keys), arrays=arrays)
-        os.replace(handle.name, cache_path)
+        os.replace(temporary, cache_path)
+        temporary = None
     except OSError:
         pass
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)

@@ -98,8 +98,15 @@ def _from_array(array: np.ndarray) -> Image.Image:
         if not np.all(np.isfinite(array)):
             raise InputError("the image array contains NaN or infinity")
         array = np.clip(array * 255.0, 0, 255)
-    elif not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif not np.issubdtype(array.dtype, np.integer):
         raise InputError(f"expected a numeric image array; received dtype {array.dtype}")
+    elif array.min() < 0 or array.max() > 255:
+        raise InputError(
+            f"expected pixel values 0–255 (or floats 0–1); "
+            f"received {array.min()}–{array.max()} in a {array.dtype} array"
+        )
     return Image.fromarray(np.asarray(array, dtype=np.uint8))
 
 

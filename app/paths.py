@@ -32,7 +32,7 @@ def list_bundles(kind: str | None = None, models_dir: Path = MODELS_DIR) -> list
     for metadata_path in sorted(Path(models_dir).glob(f"*/{METADATA_FILE}")):
         try:
             bundle_kind = json.loads(metadata_path.read_text())["kind"]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):  # a damaged bundle is left out, not fatal
             continue
         if kind is None or bundle_kind == kind:
             bundles.append(metadata_path.parent)

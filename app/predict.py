@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from app.audio import audio_features, decode_audio, fit_window, log_mel_spectrogram, validate_waveform
+from app.audio import fit_window, load_waveform, log_mel_spectrogram
 from app.bundle import read_metadata, verify_file
 from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
 from app.errors import BundleError, InputError
@@ -68,10 +68,7 @@ class Predictor:
             InputError: unreadable, empty, silent or wrong-type input, with what was expected.
         """
         if isinstance(self.config, AudioConfig):
-            if isinstance(source, np.ndarray):
-                waveform = validate_waveform(source)
-            else:
-                waveform = decode_audio(source, self.config.sample_rate, self.config.max_decoded_seconds)
+            waveform = load_waveform(source, self.config)
             if float(np.max(np.abs(waveform))) < SILENCE_PEAK:
                 raise InputError("the audio is silent (no sound above the noise floor); check the microphone")
             return log_mel_spectrogram(fit_window(waveform, self.config), self.config)
@@ -102,10 +99,3 @@ class Predictor:
     def __call__(self, source: Any, top_k: int = 5) -> list[dict[str, Any]]:
         """Predict one input: a path, bytes, or an array (audio waveform at the bundle's rate, or an image)."""
         return self.postprocess(self.predict_features(self.preprocess(source)), top_k)
-
-
-def features_for(config: AudioConfig | ImageConfig, source: Any) -> np.ndarray:
-    """Model input for one source under a config (no silence check): used by evaluation."""
-    if isinstance(config, AudioConfig):
-        return audio_features(source, config)
-    return load_image(source, config)

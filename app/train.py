@@ -50,8 +50,8 @@ def infer_image_config(dataset: Dataset, sample_count: int = 64) -> ImageConfig:
                     grey = False
                 pixels = np.asarray(image.convert("L"), dtype=np.float32)
                 borders.append(np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])))
-        except OSError:
-            continue
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue  # unreadable files are reported by feature extraction
     if not sizes:
         raise DatasetError(f"none of {len(chosen)} sampled images under {dataset.root} could be opened")
     width, height = Counter(sizes).most_common(1)[0][0]
@@ -209,7 +209,8 @@ def train(
     n_classes = len(dataset.class_names)
     model_input = _as_model_input(train_features[:1])
     channel_axes = tuple(range(model_input.ndim - 1))
-    sample = _as_model_input(train_features[: min(len(train_features), 20000)]).astype(np.float32)
+    subset = np.random.default_rng(train_config.seed).permutation(len(train_features))[:20000]
+    sample = _as_model_input(train_features[np.sort(subset)]).astype(np.float32)
     mean, variance = sample.mean(axis=channel_axes), sample.var(axis=channel_axes) + 1e-6
     model = _compile(
         build_model(model_input.shape[1:], n_classes, mean, variance),

@@ -11,7 +11,7 @@ import pytest
 import scipy.io.wavfile
 from fixtures_data import tone
 
-from app.audio import audio_features, decode_audio, fit_window, log_mel_spectrogram, mel_filterbank
+from app.audio import audio_features, decode_audio, fit_window, log_mel_spectrogram, mel_filterbank, validate_waveform
 from app.config import AudioConfig
 from app.errors import InputError
 
@@ -116,6 +116,12 @@ def _zero_channel_wav() -> bytes:
     return header + fmt + b"data" + struct.pack("<I", 0)
 
 
+def _absurd_rate_wav() -> bytes:
+    data = bytearray(wav_bytes((A440[:100] * 32767).astype(np.int16)))
+    struct.pack_into("<I", data, 24, 16_000_001)  # a 2 kB file that would resample to gigabytes
+    return bytes(data)
+
+
 def _nan_wav() -> bytes:
     samples = A440.copy()
     samples[100] = np.nan
@@ -131,13 +137,22 @@ def _nan_wav() -> bytes:
         (_nan_wav(), "NaN"),
         (b"%PDF-1.7\n" + bytes(range(256)) * 40, "could not be decoded as audio"),
         (wav_bytes(np.zeros(0, np.int16)), "no audio samples"),
+        (_absurd_rate_wav(), "sample rate of 16,000,001 Hz"),
     ],
-    ids=["empty", "truncated-header", "zero-channels", "nan-samples", "pdf", "no-samples"],
+    ids=["empty", "truncated-header", "zero-channels", "nan-samples", "pdf", "no-samples", "absurd-rate"],
 )
 def test_bad_audio_gives_a_clear_input_error(data, message):
     with pytest.raises(InputError, match=message) as raised:
         decode_audio(data, RATE)
     assert "expected" in str(raised.value) or "invalid" in str(raised.value)
+
+
+def test_integer_waveform_arrays_keep_their_level():
+    config = AudioConfig()
+    as_int64 = (A440 * 1000).astype(np.int64)
+    difference = np.abs(audio_features(as_int64, config) - audio_features(A440, config))
+    assert difference.mean() < 0.25 and difference.max() < 3.0  # only rounding to integers differs
+    assert np.max(np.abs(validate_waveform(as_int64))) > 0.9  # not mistaken for silence
 
 
 def test_too_long_audio_is_rejected_before_it_fills_memory():

@@ -68,3 +68,26 @@ def test_list_files_take_precedence(tmp_path):
     assert as_names["validation"] == ["up/00000000_nohash_0.wav"]
     assert as_names["test"] == ["down/00000001_nohash_0.wav"]
     assert len(as_names["train"]) == 6
+
+
+def test_bundles_are_replaced_only_when_asked_and_only_bundles(tmp_path):
+    from app.bundle import write_bundle
+    from app.errors import BundleError
+
+    def files(folder: Path) -> None:
+        (folder / "model.tflite").write_bytes(b"model")
+
+    metadata = {"format_version": 1, "kind": "audio", "class_names": ["a"], "preprocessing": {}, "input_shape": [1]}
+    bundle = write_bundle(tmp_path / "b", metadata, files)
+    (bundle / "samples" / "a").mkdir(parents=True)
+    with pytest.raises(BundleError, match="--force"):
+        write_bundle(bundle, metadata, files)
+    write_bundle(bundle, {**metadata, "class_names": ["b"]}, files, force=True)
+    assert (bundle / "samples" / "a").is_dir()  # examples survive a retrain
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no staging or retired folders left
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    with pytest.raises(BundleError, match="not a model bundle"):
+        write_bundle(notes, metadata, files, force=True)
+    assert (notes / "todo.txt").read_text() == "mine"

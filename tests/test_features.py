@@ -40,3 +40,14 @@ def test_second_run_reads_the_cache(tmp_path, shape_dataset, monkeypatch):
     np.testing.assert_array_equal(second.arrays[3], load_image(files[3], config))
     other = extract_features(files, ImageConfig(image_size=(20, 20), channels=1), cache_dir=tmp_path, progress=False)
     assert other.arrays.shape[1:] == (20, 20, 1) and len(decoded) == len(files)  # a new config misses the cache
+
+
+def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path, shape_dataset):
+    files = sorted(shape_dataset.glob("*/*.png"))[:10]
+    config = ImageConfig(image_size=(28, 28), channels=1)
+    first = extract_features(files, config, cache_dir=tmp_path, progress=False)
+    (cache_file,) = tmp_path.glob("features-*.npz")
+    cache_file.write_bytes(cache_file.read_bytes()[:100])  # truncated by a crash or a full disk
+    again = extract_features(files, config, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(first.arrays, again.arrays)
+    assert len(np.load(cache_file)["keys"]) == 10

@@ -96,6 +96,9 @@ def test_arrays_are_accepted():
     assert load_image(np.ones((40, 50, 3), np.float32), RGB).min() == 255
     with pytest.raises(InputError, match="shape"):
         load_image(np.zeros((4, 4, 7), np.uint8), RGB)
+    with pytest.raises(InputError, match="0–255"):
+        load_image(np.array([[0, 256], [300, -1]]), GREY)
+    assert load_image(np.ones((10, 10), bool), GREY).min() == 255
 
 
 def _truncated_png() -> bytes:

@@ -28,13 +28,16 @@ def run_cli(*args: str, cache: Path | None = None) -> subprocess.CompletedProces
 
 def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
     bundle = tmp_path / "tones"
-    result = run_cli("train", tone_dataset, "--out", bundle, "--epochs", "2", "--batch-size", "16", "--quiet")
+    result = run_cli(
+        "train", tone_dataset, "--out", bundle, "--epochs", "2", "--batch-size", "16", "--subtract-band-mean", "--quiet"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("model.keras", "model.tflite", "metadata.json", "report.png"):
         assert (bundle / name).is_file()
     metadata = read_metadata(bundle)
     assert metadata["kind"] == "audio" and metadata["class_names"] == ["high", "low", "mid"]
     assert metadata["preprocessing"]["n_mels"] == 40 and metadata["input_shape"] == [97, 40, 1]
+    assert metadata["preprocessing"]["subtract_band_mean"] is True  # the option reached the features
     assert set(metadata["files"]) == {"model.keras", "model.tflite", "report.png"}
     assert metadata["training"]["command"].startswith("python -m app train")
     assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
@@ -69,6 +72,19 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     usage = run_cli("train")
     assert usage.returncode == 2
+    for bad in (
+        ["--epochs", "0"],
+        ["--group-pattern", "("],
+        ["--group-pattern", "no-group"],
+        ["--clip-seconds", "0.01"],
+    ):
+        result = run_cli("train", tmp_path, "--out", tmp_path / "never", *bad)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (bad, result.stderr[-500:])
+    broken = tmp_path / "broken" / "low"
+    broken.mkdir(parents=True)
+    (broken / "a.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing")
+    unreadable = run_cli("evaluate", trained_models / "tones", tmp_path / "broken")
+    assert unreadable.returncode == 2 and "could be read" in unreadable.stderr
 
 
 def test_trained_bundles_predict_their_own_data(trained_models, tone_dataset, shape_dataset):

@@ -128,7 +128,10 @@ class AudioTab(widgets.VBox):
         path = files[index]
         self.current = (f"{self.class_dropdown.value}/{path.name}", path)
         self.player.format = path.suffix.lstrip(".").lower()
-        self.player.value = path.read_bytes()
+        try:
+            self.player.value = path.read_bytes()
+        except OSError as error:
+            self.result.show_message(f"Cannot read the example {path.name}: {error.strerror or error}", "error")
 
     def select_sample(self, class_name: str, index: int = 0) -> None:
         """Choose an example clip as a user would (for tests and the benchmark)."""

@@ -36,7 +36,7 @@ def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleI
         try:
             metadata = json.loads((bundle_dir / paths.METADATA_FILE).read_text())
             class_names = tuple(str(name) for name in metadata["class_names"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             continue
         infos.append(BundleInfo(bundle_dir.name, bundle_dir, kind, class_names))
     # Bundles with example files first, so the dashboard opens on something to try.

@@ -12,6 +12,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from app.errors import InputError
+from app.sources import describe_source
 from app.ui.bundles import BundleInfo, get_predictor
 from app.ui.render import image_png, spectrogram_png
 from app.ui.result_panel import ResultPanel
@@ -99,7 +100,7 @@ def predict_into(panel: ResultPanel, bundle_dir: Path, source: Any, source_name:
         elapsed_ms = (time.perf_counter() - start) * 1000
         if predictor.kind == "audio":
             config = predictor.config
-            picture = spectrogram_png(features, config.top_db)
+            picture = spectrogram_png(features)
             caption = (
                 f"Log-mel spectrogram the model heard: {features.shape[0]} frames × {features.shape[1]} mel bands, "
                 f"{config.clip_seconds:g} s (low pitches at the bottom)"
@@ -110,6 +111,9 @@ def predict_into(panel: ResultPanel, bundle_dir: Path, source: Any, source_name:
             caption = f"The image as the model saw it: {width}×{height} px, {'grey' if channels == 1 else 'colour'}"
     except Exception as error:  # every failure becomes a short message in the panel
         log.info("prediction failed for %s: %r", source_name, error)
+        if isinstance(error, InputError) and isinstance(source, (bytes, bytearray, memoryview)):
+            # messages about uploads and recordings name the file, not "14,512 bytes"
+            error = InputError(str(error).replace(describe_source(source), f"'{source_name}'", 1))
         panel.show_error(error)
         return None
     panel.show_predictions(predictions, picture, caption, elapsed_ms, source_name, pixelated=predictor.kind == "image")

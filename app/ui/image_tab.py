@@ -112,7 +112,7 @@ class ImageTab(widgets.VBox):
         for index, (class_name, path) in enumerate(self.thumbnail_files):
             try:
                 uri = data_uri(thumbnail_png(path))
-            except OSError:
+            except Exception:
                 continue
             rules.append(f".{prefix}-{index} {{ background-image: url({uri}); }}")
             button = widgets.Button(description=class_name, tooltip=f"{class_name}/{path.name}")

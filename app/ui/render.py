@@ -45,12 +45,14 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def spectrogram_png(features: np.ndarray, top_db: float = 80.0) -> bytes:
-    """A log-mel spectrogram (time, n_mels) in dB (max 0, min -top_db) as a colour PNG (n_mels × time)."""
+def spectrogram_png(features: np.ndarray) -> bytes:
+    """A log-mel spectrogram (time, n_mels) in dB as a colour PNG (n_mels × time), its own range
+    (usually -top_db to 0 dB; wider when band means are removed) mapped onto the colour scale."""
     values = np.asarray(features, dtype=np.float32)
     if values.ndim == 3:
         values = values[..., 0]
-    scaled = np.clip((values + top_db) / top_db, 0.0, 1.0)
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) / max(high - low, 1e-6)
     indices = np.round(np.flipud(scaled.T) * 255).astype(np.uint8)
     return png_bytes(Image.fromarray(_magma_table()[indices], mode="RGB"))
 

@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--center-content", action="store_true", help="images: crop and centre strokes (digits)")
     train.add_argument("--sample-rate", type=int, help="audio: Hz (default 16000)")
     train.add_argument("--clip-seconds", type=float, help="audio: window length (default 1.0)")
-    train.add_argument("--n-mels", type=int, help="audio: mel bands (default 40)")
+    train.add_argument("--n-mels", type=_positive_int, help="audio: mel bands (default 40)")
+    train.add_argument("--n-fft", type=_positive_int, help="audio: samples per STFT frame (default 512 at 16 kHz)")
+    train.add_argument("--hop-length", type=_positive_int, help="audio: samples between frames (default 160 at 16 kHz)")
     train.add_argument(
         "--subtract-band-mean", action="store_true", help="audio: remove each mel band's mean (microphone colour)"
     )
@@ -160,6 +162,8 @@ def _train(args: argparse.Namespace) -> int:
         "sample_rate": args.sample_rate,
         "clip_seconds": args.clip_seconds,
         "n_mels": args.n_mels,
+        "n_fft": args.n_fft,
+        "hop_length": args.hop_length,
         "subtract_band_mean": True if args.subtract_band_mean else None,
     }
     image_options = {
@@ -171,7 +175,8 @@ def _train(args: argparse.Namespace) -> int:
         options = {k: v for k, v in audio_options.items() if v is not None}
         if "sample_rate" in options:  # keep frame and hop durations (32 ms, 10 ms) and stay below Nyquist
             rate = options["sample_rate"]
-            options.update(n_fft=round(512 * rate / 16000), hop_length=round(160 * rate / 16000))
+            options.setdefault("n_fft", round(512 * rate / 16000))
+            options.setdefault("hop_length", round(160 * rate / 16000))
             options.update(f_max=min(7600.0, rate * 0.475))
         preprocessing = _config(AudioConfig, options)
     if any(v is not None for v in image_options.values()) or args.background:

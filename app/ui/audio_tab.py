@@ -8,32 +8,25 @@ from typing import Any
 import ipywidgets as widgets
 from ipywebrtc import AudioRecorder, CameraStream
 
-from app import paths
 from app.config import AUDIO_EXTENSIONS
-from app.errors import InputError
-from app.ui.bundles import BundleInfo, list_bundle_infos, no_samples_hint, sample_files
-from app.ui.common import MAX_UPLOAD_BYTES, ModelPicker, no_models_message, predict_into, read_upload, section
-from app.ui.result_panel import ResultPanel
+from app.ui.bundles import BundleInfo, no_samples_hint, sample_files
+from app.ui.common import MAX_UPLOAD_BYTES, ModelPicker, PredictTab, predict_into, section
 
 RECORD_LABEL, STOP_LABEL = "● Record", "■ Stop"
 
 
-class AudioTab(widgets.VBox):
+class AudioTab(PredictTab):
     """Model picker, example clips with a player, microphone, upload and the result panel."""
 
+    kind = "audio"
+    no_example_message = "Pick an example clip first."
+
     def __init__(self, models_dir: Path | None = None):
-        super().__init__()
-        self.add_class("onepipe-tab")
-        self.models_dir = Path(models_dir or paths.MODELS_DIR)
-        self.result = ResultPanel()
-        infos = list_bundle_infos("audio", self.models_dir)
-        self.current: tuple[str, Any] | None = None  # (name shown, source) that Predict uses
+        super().__init__(models_dir)
         self.samples: dict[str, list[Path]] = {}
-        if not infos:
-            self.picker = None
-            self.children = [widgets.HTML(no_models_message("audio", self.models_dir))]
+        if not self.infos:
             return
-        self.picker = ModelPicker(infos, self._model_changed)
+        self.picker = ModelPicker(self.infos, self._model_changed)
 
         self.class_dropdown = widgets.Dropdown(description="Class", layout=widgets.Layout(width="220px"))
         self.clip_buttons = widgets.ToggleButtons(style={"button_width": "44px"})
@@ -57,45 +50,29 @@ class AudioTab(widgets.VBox):
         )
         self.record_button.observe(self._record_toggled, "value")
 
-        self.upload = widgets.FileUpload(
-            accept=",".join(AUDIO_EXTENSIONS) + ",audio/*", multiple=False, description="Upload audio"
-        )
-        self.upload.add_class("onepipe-upload")
-        self.upload.observe(self._uploaded, "value")
+        self.upload = self.make_upload("Upload audio", AUDIO_EXTENSIONS, "audio/*")
 
-        controls = widgets.VBox(
-            [
-                self.picker,
-                section(
-                    "Examples",
-                    widgets.HBox([self.class_dropdown, self.clip_buttons]),
-                    self.samples_hint,
-                    widgets.HBox([self.player, self.predict_button], layout=widgets.Layout(align_items="center")),
-                    hint="Pick a class and a clip, listen, then press Predict.",
-                ),
-                section(
-                    "Microphone",
-                    widgets.HBox([self.record_button, self.record_status], layout=widgets.Layout(align_items="center")),
-                    self.recorder,
-                    hint="Your browser asks for the microphone the first time you press Record.",
-                ),
-                section(
-                    "Upload",
-                    self.upload,
-                    hint=f"A short clip: wav, flac, ogg, mp3, m4a, webm… up to {MAX_UPLOAD_BYTES // 2**20} MB.",
-                ),
-            ]
+        self.lay_out(
+            section(
+                "Examples",
+                widgets.HBox([self.class_dropdown, self.clip_buttons]),
+                self.samples_hint,
+                widgets.HBox([self.player, self.predict_button], layout=widgets.Layout(align_items="center")),
+                hint="Pick a class and a clip, listen, then press Predict.",
+            ),
+            section(
+                "Microphone",
+                widgets.HBox([self.record_button, self.record_status], layout=widgets.Layout(align_items="center")),
+                self.recorder,
+                hint="Your browser asks for the microphone the first time you press Record.",
+            ),
+            section(
+                "Upload",
+                self.upload,
+                hint=f"A short clip: wav, flac, ogg, mp3, m4a, webm… up to {MAX_UPLOAD_BYTES // 2**20} MB.",
+            ),
         )
-        controls.add_class("onepipe-controls")
-        columns = widgets.Box([controls, self.result])
-        columns.add_class("onepipe-columns")
-        self.children = [columns]
         self._model_changed(self.picker.info)
-
-    @property
-    def bundle(self) -> BundleInfo | None:
-        """The chosen audio bundle."""
-        return self.picker.info if self.picker else None
 
     def _model_changed(self, info: BundleInfo | None) -> None:
         self.samples = sample_files(info.path, "audio") if info else {}
@@ -138,14 +115,6 @@ class AudioTab(widgets.VBox):
         self.class_dropdown.value = class_name
         self.clip_buttons.value = index
 
-    def predict_current(self) -> list[dict[str, Any]] | None:
-        """Predict the chosen example clip."""
-        if self.bundle is None or self.current is None:
-            self.result.show_message("Pick an example clip first.", "info")
-            return None
-        name, source = self.current
-        return predict_into(self.result, self.bundle.path, source, name)
-
     def _record_toggled(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.record_button.description, self.record_button.button_style = STOP_LABEL, "warning"
@@ -169,15 +138,3 @@ class AudioTab(widgets.VBox):
             self.result.show_message("The recording is empty: no sound arrived from the microphone.")
             return
         predict_into(self.result, self.bundle.path, data, "your recording")
-
-    def _uploaded(self, change: dict[str, Any]) -> None:
-        if not change["new"] or self.bundle is None:
-            return
-        try:
-            name, data = read_upload(change["new"])
-        except InputError as error:
-            self.result.show_error(error)
-        else:
-            predict_into(self.result, self.bundle.path, data, name)
-        finally:
-            self.upload.value = ()  # free the memory; the same file can be chosen again

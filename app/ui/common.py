@@ -11,9 +11,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from app import paths
 from app.errors import InputError
 from app.sources import describe_source
-from app.ui.bundles import BundleInfo, get_predictor
+from app.ui.bundles import BundleInfo, get_predictor, list_bundle_infos
 from app.ui.render import image_png, spectrogram_png
 from app.ui.result_panel import ResultPanel
 
@@ -118,6 +119,65 @@ def predict_into(panel: ResultPanel, bundle_dir: Path, source: Any, source_name:
         return None
     panel.show_predictions(predictions, picture, caption, elapsed_ms, source_name, pixelated=predictor.kind == "image")
     return predictions
+
+
+class PredictTab(widgets.VBox):
+    """What both tabs share: bundles of one kind in a picker, controls beside the result panel, Predict
+    on the chosen example, and uploads. Subclasses build their controls and call `lay_out`."""
+
+    kind = ""  # "audio" or "image"
+    no_example_message = "Pick an example first."
+
+    def __init__(self, models_dir: Path | None = None):
+        super().__init__()
+        self.add_class("onepipe-tab")
+        self.models_dir = Path(models_dir or paths.MODELS_DIR)
+        self.result = ResultPanel()
+        self.current: tuple[str, Any] | None = None  # (name shown, source) that Predict uses
+        self.infos = list_bundle_infos(self.kind, self.models_dir)
+        self.picker: ModelPicker | None = None
+        if not self.infos:
+            self.children = [widgets.HTML(no_models_message(self.kind, self.models_dir))]
+
+    @property
+    def bundle(self) -> BundleInfo | None:
+        """The chosen bundle, or None when there is none."""
+        return self.picker.info if self.picker else None
+
+    def make_upload(self, description: str, extensions: Sequence[str], mime: str) -> widgets.FileUpload:
+        """The upload button; a chosen file is predicted at once."""
+        upload = widgets.FileUpload(accept=",".join(extensions) + f",{mime}", multiple=False, description=description)
+        upload.add_class("onepipe-upload")
+        upload.observe(self._uploaded, "value")
+        return upload
+
+    def lay_out(self, *sections: widgets.Widget) -> None:
+        """The picker and sections on the left, the result panel on the right."""
+        controls = widgets.VBox([self.picker, *sections])
+        controls.add_class("onepipe-controls")
+        columns = widgets.Box([controls, self.result])
+        columns.add_class("onepipe-columns")
+        self.children = [columns]
+
+    def predict_current(self) -> list[dict[str, Any]] | None:
+        """Predict the chosen example."""
+        if self.bundle is None or self.current is None:
+            self.result.show_message(self.no_example_message, "info")
+            return None
+        name, source = self.current
+        return predict_into(self.result, self.bundle.path, source, name)
+
+    def _uploaded(self, change: dict[str, Any]) -> None:
+        if not change["new"] or self.bundle is None:
+            return
+        try:
+            name, data = read_upload(change["new"])
+        except InputError as error:
+            self.result.show_error(error)
+        else:
+            predict_into(self.result, self.bundle.path, data, name)
+        finally:
+            self.upload.value = ()  # free the memory; the same file can be chosen again
 
 
 def no_models_message(kind: str, models_dir: Path) -> str:

@@ -10,37 +10,30 @@ from typing import Any
 import ipywidgets as widgets
 from ipywebrtc import CameraStream, ImageRecorder
 
-from app import paths
 from app.config import IMAGE_EXTENSIONS
-from app.errors import InputError
-from app.ui.bundles import BundleInfo, list_bundle_infos, no_samples_hint, sample_files
-from app.ui.common import MAX_UPLOAD_BYTES, ModelPicker, no_models_message, predict_into, read_upload, section
+from app.ui.bundles import BundleInfo, no_samples_hint, sample_files
+from app.ui.common import MAX_UPLOAD_BYTES, ModelPicker, PredictTab, predict_into, section
 from app.ui.render import data_uri, thumbnail_png
-from app.ui.result_panel import ResultPanel
 
 GALLERY_PER_CLASS = 2  # thumbnails per class in the gallery
 CAMERA_CONSTRAINTS = {"audio": False, "video": {"width": 320, "height": 240}}
 
 
-class ImageTab(widgets.VBox):
+class ImageTab(PredictTab):
     """Model picker, a clickable gallery, upload, webcam snapshot and the result panel."""
 
+    kind = "image"
+    no_example_message = "Click an example picture first."
+
     def __init__(self, models_dir: Path | None = None):
-        super().__init__()
-        self.add_class("onepipe-tab")
-        self.models_dir = Path(models_dir or paths.MODELS_DIR)
-        self.result = ResultPanel()
-        self.current: tuple[str, Any] | None = None
+        super().__init__(models_dir)
         self.thumbnails: list[widgets.Button] = []
         self.thumbnail_files: list[tuple[str, Path]] = []
         self.camera: CameraStream | None = None
         self.recorder: ImageRecorder | None = None
-        infos = list_bundle_infos("image", self.models_dir)
-        if not infos:
-            self.picker = None
-            self.children = [widgets.HTML(no_models_message("image", self.models_dir))]
+        if not self.infos:
             return
-        self.picker = ModelPicker(infos, self._model_changed)
+        self.picker = ModelPicker(self.infos, self._model_changed)
 
         self.gallery_style = widgets.HTML()
         self.gallery = widgets.Box()
@@ -52,11 +45,7 @@ class ImageTab(widgets.VBox):
         self.predict_button.add_class("onepipe-predict")
         self.predict_button.on_click(lambda _: self.predict_current())
 
-        self.upload = widgets.FileUpload(
-            accept=",".join(IMAGE_EXTENSIONS) + ",image/*", multiple=False, description="Upload image"
-        )
-        self.upload.add_class("onepipe-upload")
-        self.upload.observe(self._uploaded, "value")
+        self.upload = self.make_upload("Upload image", IMAGE_EXTENSIONS, "image/*")
 
         self.camera_button = widgets.ToggleButton(description="Start camera")
         self.camera_button.add_class("onepipe-camera-toggle")
@@ -66,41 +55,29 @@ class ImageTab(widgets.VBox):
         self.snapshot_button.on_click(lambda _: self.take_snapshot())
         self.camera_box = widgets.Box()
 
-        controls = widgets.VBox(
-            [
-                self.picker,
-                section(
-                    "Examples",
-                    self.gallery_style,
-                    self.gallery,
-                    self.samples_hint,
-                    widgets.HBox([self.selected, self.predict_button], layout=widgets.Layout(align_items="center")),
-                    hint="Click a picture, then press Predict.",
-                ),
-                section(
-                    "Upload",
-                    self.upload,
-                    hint=f"A photo or drawing: png, jpeg, gif, bmp, webp, tiff… up to {MAX_UPLOAD_BYTES // 2**20} MB. "
-                    "Phone photos in any orientation work.",
-                ),
-                section(
-                    "Webcam",
-                    widgets.HBox([self.camera_button, self.snapshot_button]),
-                    self.camera_box,
-                    hint="Start the camera, hold something up, press Snapshot.",
-                ),
-            ]
+        self.lay_out(
+            section(
+                "Examples",
+                self.gallery_style,
+                self.gallery,
+                self.samples_hint,
+                widgets.HBox([self.selected, self.predict_button], layout=widgets.Layout(align_items="center")),
+                hint="Click a picture, then press Predict.",
+            ),
+            section(
+                "Upload",
+                self.upload,
+                hint=f"A photo or drawing: png, jpeg, gif, bmp, webp, tiff… up to {MAX_UPLOAD_BYTES // 2**20} MB. "
+                "Phone photos in any orientation work.",
+            ),
+            section(
+                "Webcam",
+                widgets.HBox([self.camera_button, self.snapshot_button]),
+                self.camera_box,
+                hint="Start the camera, hold something up, press Snapshot.",
+            ),
         )
-        controls.add_class("onepipe-controls")
-        columns = widgets.Box([controls, self.result])
-        columns.add_class("onepipe-columns")
-        self.children = [columns]
         self._model_changed(self.picker.info)
-
-    @property
-    def bundle(self) -> BundleInfo | None:
-        """The chosen image bundle."""
-        return self.picker.info if self.picker else None
 
     def _model_changed(self, info: BundleInfo | None) -> None:
         self.result.show_message("Click an example, upload a picture or take a snapshot.", "info")
@@ -138,26 +115,6 @@ class ImageTab(widgets.VBox):
         self.selected.value = (
             f'<div class="onepipe-hint">Selected: <b>{html.escape(class_name)}/{html.escape(path.name)}</b></div>'
         )
-
-    def predict_current(self) -> list[dict[str, Any]] | None:
-        """Predict the selected gallery picture."""
-        if self.bundle is None or self.current is None:
-            self.result.show_message("Click an example picture first.", "info")
-            return None
-        name, source = self.current
-        return predict_into(self.result, self.bundle.path, source, name)
-
-    def _uploaded(self, change: dict[str, Any]) -> None:
-        if not change["new"] or self.bundle is None:
-            return
-        try:
-            name, data = read_upload(change["new"])
-        except InputError as error:
-            self.result.show_error(error)
-        else:
-            predict_into(self.result, self.bundle.path, data, name)
-        finally:
-            self.upload.value = ()
 
     def _camera_toggled(self, change: dict[str, Any]) -> None:
         if change["new"]:

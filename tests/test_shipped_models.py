@@ -49,7 +49,8 @@ def test_dashboard_samples_cover_every_class_and_are_recognised(name):
     samples = sorted(path for path in predictor.samples_dir.glob("*/*") if path.is_file())
     assert {path.parent.name for path in samples} == set(predictor.class_names)
     correct = [predictor(path, top_k=1)[0]["label"] == path.parent.name for path in samples]
-    assert np.mean(correct) >= 0.9, f"{name}: {np.mean(correct):.0%} of {len(samples)} samples right"
+    # the samples show the model as it is (mistakes included), but most must be right
+    assert np.mean(correct) >= 0.85, f"{name}: {np.mean(correct):.0%} of {len(samples)} samples right"
 
 
 # Digits as a hand with a marker draws them: strokes in a unit box (x right, y down).

@@ -30,7 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "tests"))
 
-from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process  # noqa: E402
+from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, fake_media_args, start_voila, stop_process  # noqa: E402
 
 from app import paths  # noqa: E402
 
@@ -223,12 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             (models / info.name).symlink_to(info.path.resolve())
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={microphone_clip}",
-            ],
+            args=[*CHROMIUM_ARGS, *fake_media_args(microphone=microphone_clip)],
         )
         try:
             process, url = start_voila(models, log_path=Path(folder) / "voila.log")

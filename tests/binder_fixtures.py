@@ -23,6 +23,7 @@ from urllib.request import urlopen
 import numpy as np
 from fixtures_data import tone
 from scipy.io import wavfile
+from ui_fixtures import stop_process
 
 # ---------------------------------------------------------------------------------------------
 # The repository as Binder gets it
@@ -254,12 +255,7 @@ def stop_tree(process: subprocess.Popen) -> None:
         children = process_tree(process.pid)[1:]
     except psutil.NoSuchProcess:
         children = []
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process)
     for child in children:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()

@@ -16,7 +16,7 @@ import pytest
 import ui_fixtures
 from fixtures_data import TONE_CLASSES, tone, write_wav
 from PIL import Image
-from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, start_voila, stop_process, write_y4m
+from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, fake_media_args, start_voila, stop_process, write_y4m
 
 from app.predict import Predictor
 
@@ -57,10 +57,7 @@ def browser(media):
             executable_path=CHROMIUM,
             args=[
                 *CHROMIUM_ARGS,
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={media['wav']}",
-                f"--use-file-for-fake-video-capture={media['y4m']}",
+                *fake_media_args(microphone=media["wav"], camera=media["y4m"]),
                 "--autoplay-policy=no-user-gesture-required",
             ],
         )

@@ -134,7 +134,7 @@ def test_speaking_into_the_dashboard_microphone(tmp_path):
     """Chromium's fake microphone plays a spoken "yes"; the dashboard on the shipped models hears "yes"."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     from fixtures_data import write_wav
-    from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process
+    from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, fake_media_args, start_voila, stop_process
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed")
@@ -144,12 +144,7 @@ def test_speaking_into_the_dashboard_microphone(tmp_path):
         with playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM,
-                args=[
-                    *CHROMIUM_ARGS,
-                    "--use-fake-ui-for-media-stream",
-                    "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-audio-capture={wav}",
-                ],
+                args=[*CHROMIUM_ARGS, *fake_media_args(microphone=wav)],
             )
             page = browser.new_page()
             page.goto(url)

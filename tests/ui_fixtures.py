@@ -70,6 +70,16 @@ CHROMIUM_ARGS = [
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def fake_media_args(microphone: Path | None = None, camera: Path | None = None) -> list[str]:
+    """Chromium flags that grant media access and play files as the microphone (WAV) and camera (Y4M)."""
+    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    if microphone is not None:
+        args.append(f"--use-file-for-fake-audio-capture={microphone}")
+    if camera is not None:
+        args.append(f"--use-file-for-fake-video-capture={camera}")
+    return args
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     import socket

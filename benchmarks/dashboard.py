@@ -225,24 +225,21 @@ def main(argv: list[str] | None = None) -> int:
             executable_path=CHROMIUM,
             args=[*CHROMIUM_ARGS, *fake_media_args(microphone=microphone_clip)],
         )
+        naive = write_naive_notebook(Path(folder), bundle)
+        runs = (
+            ("dashboard", measure_dashboard, {"log_path": Path(folder) / "voila.log"}),
+            ("naive", measure_naive, {"notebook": naive, "log_path": Path(folder) / "naive.log", "cwd": Path(folder)}),
+        )
         try:
-            process, url = start_voila(models, log_path=Path(folder) / "voila.log")
-            try:
-                time.sleep(1.0)
-                report["dashboard"] = measure_dashboard(
-                    browser, url, psutil.Process(process.pid), args.loads, max(5, args.predictions)
-                )
-            finally:
-                stop_process(process)
-            naive = write_naive_notebook(Path(folder), bundle)
-            process, url = start_voila(models, notebook=naive, log_path=Path(folder) / "naive.log", cwd=Path(folder))
-            try:
-                time.sleep(1.0)
-                report["naive"] = measure_naive(
-                    browser, url, psutil.Process(process.pid), args.loads, max(5, args.predictions)
-                )
-            finally:
-                stop_process(process)
+            for name, measure, voila_options in runs:  # one server at a time, never both
+                process, url = start_voila(models, **voila_options)
+                try:
+                    time.sleep(1.0)
+                    report[name] = measure(
+                        browser, url, psutil.Process(process.pid), args.loads, max(5, args.predictions)
+                    )
+                finally:
+                    stop_process(process)
         finally:
             browser.close()
     print(json.dumps(report))

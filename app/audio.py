@@ -176,7 +176,8 @@ def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 def fit_window(waveform: np.ndarray, config: AudioConfig) -> np.ndarray:
-    """A (clip_samples,) window: short clips are centred in silence, long ones cut at their loudest part."""
+    """A (clip_samples,) window: short clips are centred in silence; long ones are cut around their loudest
+    part, centred on its energy (so a short word in a long recording sits mid-window, as in training)."""
     length = config.clip_samples
     if waveform.size == length:
         return waveform.astype(np.float32, copy=False)
@@ -186,10 +187,15 @@ def fit_window(waveform: np.ndarray, config: AudioConfig) -> np.ndarray:
         padded[start : start + waveform.size] = waveform
         return padded
     step = max(1, config.hop_length)
-    energy = np.concatenate([[0.0], np.cumsum(waveform.astype(np.float64) ** 2)])
+    power = waveform.astype(np.float64) ** 2
+    energy = np.concatenate([[0.0], np.cumsum(power)])
     starts = np.arange(0, waveform.size - length + 1, step)
     best = int(starts[np.argmax(energy[starts + length] - energy[starts])])
-    return waveform[best : best + length].astype(np.float32, copy=False)
+    # A word shorter than the window fits in many equally loud windows; centre it, as in training.
+    inside = power[best : best + length]
+    centre = best + float(np.dot(np.arange(length), inside) / max(float(inside.sum()), 1e-20))
+    start = int(np.clip(round(centre - length / 2), 0, waveform.size - length))
+    return waveform[start : start + length].astype(np.float32, copy=False)
 
 
 def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:

@@ -118,6 +118,31 @@ def spec_augment(rng: np.random.Generator, batch: np.ndarray, floor_db: float) -
     return output
 
 
+def warp_frequencies(rng: np.random.Generator, batch: np.ndarray, config: AudioConfig, max_warp: float) -> np.ndarray:
+    """Vocal-tract length perturbation of (batch, time, n_mels[, 1]) log-mel spectrograms.
+
+    Each spectrogram's frequency axis is scaled by its own random factor in [1 - max_warp, 1 + max_warp]
+    (a longer or shorter vocal tract moves every formant by the same ratio), by linear interpolation
+    between mel bands; bands whose source lies outside the range repeat the edge band.
+    """
+    from app.audio import hertz_to_mel
+
+    n_mels = batch.shape[2]
+    edges = np.linspace(hertz_to_mel(config.f_min), hertz_to_mel(config.f_max), n_mels + 2)
+    centres = edges[1:-1]
+    centre_hz = 700.0 * np.expm1(centres / 1127.0)
+    factors = rng.uniform(1.0 - max_warp, 1.0 + max_warp, size=(batch.shape[0], 1))
+    source = (hertz_to_mel(centre_hz[None, :] / factors) - centres[0]) / (centres[1] - centres[0])
+    source = np.clip(source, 0.0, n_mels - 1.0)  # (batch, n_mels) fractional band index
+    lower = np.floor(source).astype(np.int64)
+    upper = np.minimum(lower + 1, n_mels - 1)
+    weight = (source - lower).astype(batch.dtype)
+    shape = (batch.shape[0], 1, n_mels) + (1,) * (batch.ndim - 3)
+    below = np.take_along_axis(batch, lower.reshape(shape), axis=2)
+    above = np.take_along_axis(batch, upper.reshape(shape), axis=2)
+    return below + weight.reshape(shape) * (above - below)
+
+
 def jitter_images(rng: np.random.Generator, batch: np.ndarray, horizontal_flip: bool) -> np.ndarray:
     """Random small affine changes of (batch, height, width, channels) images: rotation up to 10°,
     scale 0.9–1.1, translation up to 1/8 of the size (edge pixels repeat), and optional left-right flips.

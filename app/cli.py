@@ -63,6 +63,23 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _warp_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to below 0.5 such as 0.1; received {text!r}")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names such as lucas,theo; received {text!r}")
+    return names
+
+
 def _group_pattern(text: str) -> str:
     try:
         groups = re.compile(text).groups
@@ -97,8 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-percent", type=float)
     train.add_argument("--test-percent", type=float)
     train.add_argument("--split-salt", help="text mixed into the split hash (see TrainConfig.split_salt)")
+    train.add_argument(
+        "--validation-groups",
+        type=_names,
+        metavar="NAME[,NAME…]",
+        help="speakers (as --group-pattern finds them) held out whole for validation; the rest train",
+    )
+    train.add_argument("--test-groups", type=_names, metavar="NAME[,NAME…]", help="speakers held out whole for test")
     train.add_argument("--no-augment", action="store_true", help="turn off augmentation")
     train.add_argument("--augment-copies", type=_non_negative_int, help="audio: waveform variants per training clip")
+    train.add_argument(
+        "--noise-from-silence", action="store_true", help="audio: mix `_silence_` training clips in as background noise"
+    )
+    train.add_argument(
+        "--frequency-warp",
+        type=_warp_fraction,
+        metavar="FRACTION",
+        help="audio: scale each spectrogram's frequencies by up to ±FRACTION per epoch (e.g. 0.1)",
+    )
+    train.add_argument(
+        "--weight-averaging", action="store_true", help="keep a moving average of the weights (EMA) and ship it"
+    )
     train.add_argument("--horizontal-flip", action="store_true", help="images: random left-right flips")
     train.add_argument(
         "--group-pattern", type=_group_pattern, help="regex whose first group is the speaker/source in a file name"
@@ -153,6 +189,11 @@ def _train(args: argparse.Namespace) -> int:
         validation_percent=args.validation_percent,
         test_percent=args.test_percent,
         split_salt=args.split_salt,
+        validation_groups=args.validation_groups,
+        test_groups=args.test_groups,
+        noise_from_silence=True if args.noise_from_silence else None,
+        weight_averaging=True if args.weight_averaging else None,
+        frequency_warp=args.frequency_warp,
         augment=False if args.no_augment else None,
         augment_copies=args.augment_copies,
         horizontal_flip=True if args.horizontal_flip else None,

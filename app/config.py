@@ -94,10 +94,26 @@ class TrainConfig:
     # Prefixed to each name before hashing. "" reproduces TensorFlow's Speech Commands split; a data
     # set that is itself one of those splits (e.g. the official test set) needs another salt.
     split_salt: str = ""
+    # Speaker (or source) names, as `group_pattern` extracts them, kept whole for validation or test.
+    # Either one replaces the hashed split: the named speakers are held out, every other one trains.
+    validation_groups: tuple[str, ...] = ()
+    test_groups: tuple[str, ...] = ()
     augment: bool = True  # time shift, noise and SpecAugment for audio; shifts (and flips) for images
     augment_copies: int = 2  # extra waveform variants per audio training clip (noise, gain, rate)
     horizontal_flip: bool = False  # images only: for natural photos, not for digits or text
     label_smoothing: float = 0.05
+    # Real background noise for audio variants: also mix in training clips of a `_silence_` class
+    # (Speech Commands' crops of its noise recordings), not only `_background_noise_` files.
+    noise_from_silence: bool = False
+    # Audio: largest relative frequency-axis warp per spectrogram and epoch (vocal-tract length
+    # perturbation, for speakers unlike the training ones); 0 turns it off.
+    frequency_warp: float = 0.0
+    # Validate, keep and ship an exponential moving average of the weights (Polyak averaging).
+    weight_averaging: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("validation_groups", "test_groups"):
+            object.__setattr__(self, name, tuple(str(group) for group in getattr(self, name)))
 
 
 def to_dict(config: Any) -> dict[str, Any]:

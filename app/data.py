@@ -140,9 +140,20 @@ def which_set(
 
 
 def split_dataset(
-    dataset: Dataset, validation_percent: float, test_percent: float, group_pattern: str | None = None, salt: str = ""
+    dataset: Dataset,
+    validation_percent: float,
+    test_percent: float,
+    group_pattern: str | None = None,
+    salt: str = "",
+    validation_groups: tuple[str, ...] = (),
+    test_groups: tuple[str, ...] = (),
 ) -> dict[str, list[int]]:
-    """Indices of `dataset.files` per split; list files at the root override the hash."""
+    """Indices of `dataset.files` per split.
+
+    Named groups (speaker keys, see `speaker_key`) come first: when `validation_groups` or `test_groups`
+    is given, exactly those speakers are validation or test and everyone else trains. Otherwise list
+    files at the root, then the hash.
+    """
     listed: dict[str, str] = {}
     for split, list_name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
         list_path = dataset.root / list_name
@@ -151,9 +162,12 @@ def split_dataset(
                 if line.strip():
                     listed[line.strip()] = split
     indices: dict[str, list[int]] = {split: [] for split in SPLITS}
+    named = {**{group: "validation" for group in validation_groups}, **{group: "test" for group in test_groups}}
     for index, path in enumerate(dataset.files):
         relative = path.relative_to(dataset.root).as_posix()
-        if listed:
+        if named:
+            split = named.get(speaker_key(path, group_pattern), "train")
+        elif listed:
             split = listed.get(relative, "train")
         else:
             split = which_set(path, validation_percent, test_percent, group_pattern, salt)

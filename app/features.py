@@ -30,7 +30,7 @@ from app.config import AudioConfig, ImageConfig, to_dict
 from app.errors import InputError
 from app.images import load_image
 
-FEATURES_VERSION = 1  # bump when the feature code changes: cached features then no longer match
+FEATURES_VERSION = 2  # bump when the feature code changes: cached features then no longer match
 CHUNK_SIZE = 32  # files per task: small enough for the CPU cache, large enough to vectorise
 WORKERS = 2
 

@@ -40,6 +40,8 @@ class Predictor:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch_size = 0
+        # A model trained on mirrored images is asked about both mirrors and the answers are averaged.
+        self.average_mirrored = self.kind == "image" and bool(metadata.get("serving", {}).get("average_mirrored"))
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:
@@ -82,14 +84,22 @@ class Predictor:
             batch = batch[None]
         if self.kind == "audio" and batch.ndim == 3:
             batch = batch[..., None]
+        if self.average_mirrored:
+            both = self._forward(np.concatenate([batch, batch[:, :, ::-1]]))
+            probabilities = (both[: len(batch)] + both[len(batch) :]) / 2
+        else:
+            probabilities = self._forward(batch)
+        return probabilities[0] if single else probabilities
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """One LiteRT call on a (batch, *input_shape) float32 array."""
         if batch.shape[0] != self._batch_size:
             self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
             self._interpreter.allocate_tensors()
             self._batch_size = batch.shape[0]
         self._interpreter.set_tensor(self._input["index"], batch)
         self._interpreter.invoke()
-        probabilities = self._interpreter.get_tensor(self._output["index"]).copy()
-        return probabilities[0] if single else probabilities
+        return self._interpreter.get_tensor(self._output["index"]).copy()
 
     def postprocess(self, probabilities: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:
         """[{"label", "score"}, …] for the top_k classes, highest score first."""

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from app.audio import decode_audio, log_mel_spectrogram
-from app.augment import jitter_images, spec_augment, waveform_variant
+from app.augment import jitter_images, spec_augment, warp_frequencies, waveform_variant
 from app.bundle import FORMAT_VERSION, write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
-from app.data import Dataset, find_dataset, split_dataset
+from app.data import Dataset, find_dataset, speaker_key, split_dataset
 from app.errors import BundleError, DatasetError, InputError
 from app.evaluate import metrics_from_predictions
 from app.features import extract_features, load_examples
@@ -64,9 +64,21 @@ def infer_image_config(dataset: Dataset, sample_count: int = 64) -> ImageConfig:
     )
 
 
-def _noise_bank(dataset: Dataset, config: AudioConfig) -> list[np.ndarray]:
+SILENCE_CLASS = "_silence_"  # Speech Commands' class of background-noise crops
+
+
+def silence_training_files(dataset: Dataset, train_indices: Sequence[int]) -> list[Path]:
+    """The training split's files of the `_silence_` class (none when there is no such class)."""
+    if SILENCE_CLASS not in dataset.class_names:
+        return []
+    silence = dataset.class_names.index(SILENCE_CLASS)
+    return [dataset.files[i] for i in train_indices if dataset.labels[i] == silence]
+
+
+def _noise_bank(dataset: Dataset, config: AudioConfig, silence_files: Sequence[Path] = ()) -> list[np.ndarray]:
+    """Decoded noise waveforms: `_background_noise_` files, then the given `_silence_` training clips."""
     bank = []
-    for path in dataset.background_noise_files:
+    for path in [*dataset.background_noise_files, *silence_files]:
         try:
             bank.append(decode_audio(path, config.sample_rate, max_seconds=600.0))
         except InputError:
@@ -81,7 +93,8 @@ def _augmented_audio(
     rng = np.random.default_rng(train_config.seed + 1)
     windows = load_examples([dataset.files[i] for i in train_indices], config, spectrograms=False, progress=progress)
     labels = np.asarray([dataset.labels[train_indices[k]] for k in windows.kept])
-    noise_bank = _noise_bank(dataset, config)
+    silence_files = silence_training_files(dataset, train_indices) if train_config.noise_from_silence else []
+    noise_bank = _noise_bank(dataset, config, silence_files)
     variants, variant_labels = [], []
     for _ in range(train_config.augment_copies):
         batch = np.stack([waveform_variant(rng, window, config, noise_bank) for window in windows.arrays])
@@ -113,6 +126,8 @@ class _Batches:
                 batch = features[rows]
                 if train_config.augment:
                     if isinstance(preprocessing, AudioConfig):
+                        if train_config.frequency_warp > 0:
+                            batch = warp_frequencies(self.rng, batch, preprocessing, train_config.frequency_warp)
                         batch = spec_augment(self.rng, batch, -preprocessing.top_db)
                     else:
                         batch = jitter_images(self.rng, batch, train_config.horizontal_flip)
@@ -173,8 +188,21 @@ def train(
     if preprocessing is None:
         preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
     splits = split_dataset(
-        dataset, train_config.validation_percent, train_config.test_percent, group_pattern, train_config.split_salt
+        dataset,
+        train_config.validation_percent,
+        train_config.test_percent,
+        group_pattern,
+        train_config.split_salt,
+        train_config.validation_groups,
+        train_config.test_groups,
     )
+    named = (*train_config.validation_groups, *train_config.test_groups)
+    found = {speaker_key(path, group_pattern) for path in dataset.files}
+    if named and not set(named) <= found:
+        raise DatasetError(
+            f"no files of the speaker(s) {', '.join(sorted(set(named) - found))} under {dataset.root}; "
+            f"speakers found (by --group-pattern): {', '.join(sorted(found)[:10])}{' …' if len(found) > 10 else ''}"
+        )
     if not splits["train"] or not splits["validation"]:
         raise DatasetError(
             f"{dataset.root} splits into {len(splits['train'])} training and {len(splits['validation'])} validation "
@@ -227,6 +255,8 @@ def train(
             epochs=train_config.epochs,
             verbose=1 if progress else 0,
             callbacks=[
+                # validate and checkpoint the averaged weights (swapped in at each epoch's end)
+                *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_config.weight_averaging else []),
                 keras.callbacks.ModelCheckpoint(
                     checkpoint, monitor="val_accuracy", save_best_only=True, save_weights_only=True
                 ),
@@ -239,10 +269,15 @@ def train(
     evaluation_features, evaluation_labels = (
         (test_features, test_labels) if len(test_features) else (validation_features, validation_labels)
     )
-    probabilities = model.predict(_as_model_input(evaluation_features).astype(np.float32), verbose=0)
-    evaluation = metrics_from_predictions(evaluation_labels, probabilities, dataset.class_names)
-    validation_probabilities = model.predict(_as_model_input(validation_features).astype(np.float32), verbose=0)
-    validation = metrics_from_predictions(validation_labels, validation_probabilities, dataset.class_names)
+    average_mirrored = dataset.kind == "image" and train_config.horizontal_flip
+
+    def predict(features: np.ndarray) -> np.ndarray:  # as the Predictor serves the bundle
+        inputs = _as_model_input(features).astype(np.float32)
+        probabilities = model.predict(inputs, verbose=0)
+        return (probabilities + model.predict(inputs[:, :, ::-1], verbose=0)) / 2 if average_mirrored else probabilities
+
+    evaluation = metrics_from_predictions(evaluation_labels, predict(evaluation_features), dataset.class_names)
+    validation = metrics_from_predictions(validation_labels, predict(validation_features), dataset.class_names)
 
     serving_model = build_model(model_input.shape[1:], n_classes, mean, variance)
     serving_model.set_weights(model.get_weights())  # uncompiled: the saved file carries no optimizer state
@@ -265,6 +300,7 @@ def train(
             "history": {key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
             "seconds": round(time.time() - started, 1),
         },
+        "serving": {"average_mirrored": average_mirrored},
         "metrics": {
             "evaluated_on": evaluation_name,
             evaluation_name: evaluation,
@@ -308,7 +344,12 @@ def _compile(model, train_config: TrainConfig, steps: int):
         warmup_steps=max(1, steps // 20),
     )
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=train_config.weight_decay),
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=schedule,
+            weight_decay=train_config.weight_decay,
+            use_ema=train_config.weight_averaging,
+            ema_momentum=0.995,
+        ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=train_config.label_smoothing),
         metrics=["accuracy"],
     )

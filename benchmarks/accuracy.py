@@ -62,6 +62,8 @@ def split_settings(metadata: dict[str, Any], overrides: dict[str, Any]) -> dict[
         "validation_percent": train_config.validation_percent,
         "test_percent": train_config.test_percent,
         "salt": train_config.split_salt,
+        "validation_groups": list(train_config.validation_groups),
+        "test_groups": list(train_config.test_groups),
         "group_pattern": metadata.get("training", {}).get("group_pattern"),
     }
     settings.update({key: value for key, value in overrides.items() if value is not None})
@@ -74,7 +76,13 @@ def split_files(
     """(class name, file) of the chosen split of data_dir, using the bundle's classes."""
     dataset = find_dataset(data_dir, metadata["kind"], class_names=list(metadata["class_names"]))
     splits = split_dataset(
-        dataset, settings["validation_percent"], settings["test_percent"], settings["group_pattern"], settings["salt"]
+        dataset,
+        settings["validation_percent"],
+        settings["test_percent"],
+        settings["group_pattern"],
+        settings["salt"],
+        tuple(settings.get("validation_groups", ())),
+        tuple(settings.get("test_groups", ())),
     )
     names = ("validation", "test") if split == "held-out" else (split,)
     indices = sorted(i for name in names for i in splits[name])

@@ -168,7 +168,7 @@ def test_missing_file_says_so(tmp_path):
         decode_audio(tmp_path / "nothing.wav", RATE)
 
 
-def test_fit_window_pads_short_clips_and_finds_the_loudest_second():
+def test_fit_window_pads_short_clips_and_centres_the_loudest_second():
     config = AudioConfig()
     short = fit_window(np.ones(4000, np.float32), config)
     assert short.shape == (config.clip_samples,) and short.sum() == 4000
@@ -177,6 +177,14 @@ def test_fit_window_pads_short_clips_and_finds_the_loudest_second():
     window = fit_window(long, config)
     assert window.shape == (config.clip_samples,)
     assert np.count_nonzero(window) == int(0.5 * RATE)
+    word = np.flatnonzero(window)
+    assert abs((word[0] + word[-1]) / 2 - RATE / 2) <= 1  # centred, as short clips are in training
+    noisy = long + 0.001 * np.random.default_rng(0).standard_normal(long.size).astype(np.float32)
+    word = np.flatnonzero(np.abs(fit_window(noisy, config)) > 0.1)
+    assert word.size == int(0.5 * RATE) and abs((word[0] + word[-1]) / 2 - RATE / 2) < 0.02 * RATE
+    at_the_end = np.zeros(2 * RATE, np.float32)
+    at_the_end[-RATE // 4 :] = 0.5  # cannot be centred: the window stops at the end of the recording
+    assert np.count_nonzero(fit_window(at_the_end, config)[-RATE // 4 :]) == RATE // 4
 
 
 def test_log_mel_is_vectorised_and_level_independent():

@@ -91,3 +91,34 @@ def test_bundles_are_replaced_only_when_asked_and_only_bundles(tmp_path):
     with pytest.raises(BundleError, match="not a model bundle"):
         write_bundle(notes, metadata, files, force=True)
     assert (notes / "todo.txt").read_text() == "mine"
+
+
+def test_named_speakers_are_held_out_whole_and_everyone_else_trains(tmp_path):
+    pattern = r"^[^_]+_([^_]+)_"
+    for digit in ("0", "1"):
+        for speaker in ("george", "lucas", "theo", "yweweler"):
+            for n in range(3):
+                write_wav(tmp_path / digit / f"{digit}_{speaker}_{n}.wav", tone(440, seed=n))
+    dataset = find_dataset(tmp_path)
+    splits = split_dataset(dataset, 50, 50, pattern, validation_groups=("lucas",), test_groups=("theo", "nobody"))
+    speakers = {name: {speaker_key(dataset.files[i], pattern) for i in v} for name, v in splits.items()}
+    assert speakers == {"validation": {"lucas"}, "test": {"theo"}, "train": {"george", "yweweler"}}
+    assert sum(len(v) for v in splits.values()) == len(dataset.files) == 24
+    only_validation = split_dataset(dataset, 50, 50, pattern, validation_groups=("george", "lucas"))
+    assert not only_validation["test"] and len(only_validation["validation"]) == 12  # percentages are ignored
+
+
+def test_silence_clips_of_the_training_split_become_background_noise(tmp_path):
+    from app.train import silence_training_files
+
+    for name in ("_silence_", "yes"):
+        for n in range(4):
+            write_wav(tmp_path / name / f"{n:08x}_nohash_0.wav", tone(440, seed=n))
+    dataset = find_dataset(tmp_path)
+    train_indices = [i for i, path in enumerate(dataset.files) if path.name != "00000000_nohash_0.wav"]
+    chosen = silence_training_files(dataset, train_indices)
+    assert [path.relative_to(tmp_path).as_posix() for path in chosen] == [
+        f"_silence_/{n:08x}_nohash_0.wav" for n in (1, 2, 3)
+    ]
+    no_silence = find_dataset(tmp_path, class_names=["yes"])
+    assert silence_training_files(no_silence, range(len(no_silence.files))) == []

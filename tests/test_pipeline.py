@@ -62,6 +62,32 @@ def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
     assert line["predictions"][0]["score"] >= line["predictions"][1]["score"]
 
 
+def test_named_speakers_held_out_and_averaged_weights_through_the_cli(tmp_path, tone_dataset):
+    from app.data import speaker_key
+
+    speakers = sorted({speaker_key(path) for path in tone_dataset.glob("*/*.wav")})
+    bundle = tmp_path / "tones"
+    result = run_cli(
+        "train", tone_dataset, "--out", bundle, "--epochs", "2", "--batch-size", "16", "--quiet",
+        "--validation-groups", f"{speakers[0]},{speakers[1]}", "--test-groups", speakers[2],
+        "--weight-averaging", "--noise-from-silence", "--augment-copies", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metadata = read_metadata(bundle)
+    assert metadata["data"]["split"] == {"train": 63, "validation": 6, "test": 3}  # 3 clips per speaker
+    config = metadata["training"]["config"]
+    assert config["validation_groups"] == speakers[:2] and config["test_groups"] == [speakers[2]]
+    assert config["weight_averaging"] is True and config["noise_from_silence"] is True
+    assert metadata["metrics"]["evaluated_on"] == "test" and metadata["metrics"]["test"]["count"] == 3
+    assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
+    bad = run_cli("train", tone_dataset, "--out", tmp_path / "never", "--validation-groups", " , ")
+    assert bad.returncode == 2 and "comma-separated names" in bad.stderr
+    never = tmp_path / "never"
+    unknown = run_cli("train", tone_dataset, "--out", never, "--validation-groups", f"{speakers[0]},nobody")
+    assert unknown.returncode == 2 and "nobody" in unknown.stderr and speakers[0] in unknown.stderr
+    assert not never.exists()
+
+
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
     not_audio = tmp_path / "report.pdf"
     not_audio.write_bytes(b"%PDF-1.4 nothing to hear")
@@ -106,6 +132,23 @@ def test_keras_and_litert_agree(trained_models, tone_dataset, shape_dataset):
         np.testing.assert_allclose(
             predictor.predict_features(features), model.predict(keras_input, verbose=0), atol=1e-4
         )
+
+
+def test_a_bundle_trained_on_mirrors_averages_both_mirrors(tmp_path, trained_models, shape_dataset):
+    import shutil
+
+    plain = Predictor.load(trained_models / "shapes")
+    assert plain.metadata["serving"] == {"average_mirrored": False} and not plain.average_mirrored
+    mirrored_bundle = tmp_path / "mirrored"
+    shutil.copytree(trained_models / "shapes", mirrored_bundle)
+    metadata = read_metadata(mirrored_bundle)
+    metadata["serving"]["average_mirrored"] = True
+    (mirrored_bundle / "metadata.json").write_text(json.dumps(metadata))
+    mirrored = Predictor.load(mirrored_bundle)
+    images = np.stack([plain.preprocess(f) for f in sorted(shape_dataset.glob("*/*"))[:5]]).astype(np.float32)
+    expected = (plain.predict_features(images) + plain.predict_features(images[:, :, ::-1])) / 2
+    np.testing.assert_allclose(mirrored.predict_features(images), expected, atol=1e-6)
+    np.testing.assert_allclose(mirrored.predict_features(images[0]), expected[0], atol=1e-6)
 
 
 def test_predictor_verifies_the_model_checksum(tmp_path, trained_models):

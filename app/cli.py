@@ -43,34 +43,24 @@ def _image_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; received {text!r}")
-    return value
+def _bounded(parse, low: float, below: float | None, expected: str):
+    """An argparse type: `parse(text)` within [low, below), else a message saying what was expected."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value or (below is not None and not value < below):  # NaN fails too
+            raise argparse.ArgumentTypeError(f"expected {expected}; received {text!r}")
+        return value
+
+    return convert
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0; received {text!r}")
-    return value
-
-
-def _warp_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to below 0.5 such as 0.1; received {text!r}")
-    return value
+_positive_int = _bounded(int, 1, None, "a whole number of at least 1")
+_non_negative_int = _bounded(int, 0, None, "a whole number of at least 0")
+_warp_fraction = _bounded(float, 0.0, 0.5, "a fraction from 0 to below 0.5 such as 0.1")
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -100,6 +100,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
     assert usage.returncode == 2
     for bad in (
         ["--epochs", "0"],
+        ["--frequency-warp", "0.7"],
+        ["--frequency-warp", "nan"],
+        ["--augment-copies", "-1"],
         ["--group-pattern", "("],
         ["--group-pattern", "no-group"],
         ["--clip-seconds", "0.01"],

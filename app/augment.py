@@ -14,7 +14,7 @@ import numpy as np
 import scipy.ndimage
 import scipy.signal
 
-from app.audio import fit_window
+from app.audio import fit_window, hertz_to_mel
 from app.config import AudioConfig
 
 OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
@@ -125,8 +125,6 @@ def warp_frequencies(rng: np.random.Generator, batch: np.ndarray, config: AudioC
     (a longer or shorter vocal tract moves every formant by the same ratio), by linear interpolation
     between mel bands; bands whose source lies outside the range repeat the edge band.
     """
-    from app.audio import hertz_to_mel
-
     n_mels = batch.shape[2]
     edges = np.linspace(hertz_to_mel(config.f_min), hertz_to_mel(config.f_max), n_mels + 2)
     centres = edges[1:-1]

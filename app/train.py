@@ -196,11 +196,11 @@ def train(
         train_config.validation_groups,
         train_config.test_groups,
     )
-    named = (*train_config.validation_groups, *train_config.test_groups)
-    found = {speaker_key(path, group_pattern) for path in dataset.files}
-    if named and not set(named) <= found:
+    named = set(train_config.validation_groups) | set(train_config.test_groups)
+    found = {speaker_key(path, group_pattern) for path in dataset.files} if named else set()
+    if not named <= found:
         raise DatasetError(
-            f"no files of the speaker(s) {', '.join(sorted(set(named) - found))} under {dataset.root}; "
+            f"no files of the speaker(s) {', '.join(sorted(named - found))} under {dataset.root}; "
             f"speakers found (by --group-pattern): {', '.join(sorted(found)[:10])}{' …' if len(found) > 10 else ''}"
         )
     if not splits["train"] or not splits["validation"]:

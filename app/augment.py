@@ -3,7 +3,7 @@
 Waveform variants (made once per run) imitate what a microphone adds: the word anywhere in the
 window, faster or slower speech, background noise at random loudness, and a browser's Opus codec.
 Batch augmentation (every epoch) adds SpecAugment masks and small time shifts for spectrograms and
-small translations (and optional flips) for images.
+small translations (and optional flips) for images; mixup, when asked for, blends examples of both kinds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import scipy.ndimage
 import scipy.signal
 
-from app.audio import fit_window, hertz_to_mel
+from app.audio import fit_window, hertz_to_mel, shift_frames
 from app.config import AudioConfig
 
 OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
@@ -101,12 +101,7 @@ def spec_augment(rng: np.random.Generator, batch: np.ndarray, floor_db: float) -
     n_frames, n_mels = batch.shape[1], batch.shape[2]
     for example in output:
         shift = int(rng.integers(-n_frames // 10, n_frames // 10 + 1))
-        if shift:
-            example[:] = np.roll(example, shift, axis=0)
-            if shift > 0:
-                example[:shift] = floor_db
-            else:
-                example[shift:] = floor_db
+        example[:] = shift_frames(example[None], shift, floor_db)[0]
         fill = float(example.mean())
         for _ in range(2):
             width = int(rng.integers(0, n_frames // 10 + 1))
@@ -163,3 +158,15 @@ def jitter_images(rng: np.random.Generator, batch: np.ndarray, horizontal_flip: 
                 image[:, :, channel].astype(np.float32), matrix, offset, order=1, mode="nearest"
             )
     return output
+
+
+def mix_up(
+    rng: np.random.Generator, batch: np.ndarray, targets: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mixup (Zhang et al. 2018): each example of a (batch, …) array and its (batch, n_classes) targets
+    blended with another example of the batch by a weight drawn from Beta(alpha, alpha)."""
+    weights = rng.beta(alpha, alpha, size=len(batch)).astype(np.float32)
+    partners = rng.permutation(len(batch))
+    input_weights = weights.reshape((-1,) + (1,) * (batch.ndim - 1))
+    mixed = input_weights * batch + (1 - input_weights) * batch[partners]
+    return mixed, weights[:, None] * targets + (1 - weights[:, None]) * targets[partners]

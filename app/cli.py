@@ -61,6 +61,8 @@ def _bounded(parse, low: float, below: float | None, expected: str):
 _positive_int = _bounded(int, 1, None, "a whole number of at least 1")
 _non_negative_int = _bounded(int, 0, None, "a whole number of at least 0")
 _warp_fraction = _bounded(float, 0.0, 0.5, "a fraction from 0 to below 0.5 such as 0.1")
+_percent = _bounded(float, 0.0, 100.0, "a percentage from 0 to below 100")
+_mixup_alpha = _bounded(float, 0.0, 10.0, "a Beta distribution parameter from 0 to below 10 such as 0.2")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -101,8 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--patience", type=_positive_int, help="epochs without validation gain before stopping")
-    train.add_argument("--validation-percent", type=float)
-    train.add_argument("--test-percent", type=float)
+    train.add_argument(
+        "--validation-percent",
+        type=_percent,
+        help="share of speakers (or files) that chooses the best epoch (default 10); 0 trains on every file "
+        "for all --epochs and keeps the last weights, for a final model once the recipe is measured",
+    )
+    train.add_argument(
+        "--test-percent", type=_percent, help="share of speakers (or files) scored at the end (default 10)"
+    )
     train.add_argument("--split-salt", help="text mixed into the split hash (see TrainConfig.split_salt)")
     train.add_argument(
         "--validation-groups",
@@ -126,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--weight-averaging", action="store_true", help="keep a moving average of the weights (EMA) and ship it"
     )
     train.add_argument("--horizontal-flip", action="store_true", help="images: random left-right flips")
+    train.add_argument(
+        "--mixup",
+        type=_mixup_alpha,
+        metavar="ALPHA",
+        help="blend training examples in pairs by a Beta(ALPHA, ALPHA) weight, inputs and targets (e.g. 0.2)",
+    )
     train.add_argument(
         "--group-pattern", type=_group_pattern, help="regex whose first group is the speaker/source in a file name"
     )
@@ -184,6 +199,7 @@ def _train(args: argparse.Namespace) -> int:
         noise_from_silence=True if args.noise_from_silence else None,
         weight_averaging=True if args.weight_averaging else None,
         frequency_warp=args.frequency_warp,
+        mixup=args.mixup,
         augment=False if args.no_augment else None,
         augment_copies=args.augment_copies,
         horizontal_flip=True if args.horizontal_flip else None,

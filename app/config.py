@@ -110,6 +110,9 @@ class TrainConfig:
     frequency_warp: float = 0.0
     # Validate, keep and ship an exponential moving average of the weights (Polyak averaging).
     weight_averaging: bool = False
+    # Mixup: each training example is blended with another of its batch, inputs and one-hot targets alike,
+    # by a weight drawn from Beta(mixup, mixup) every epoch; 0 turns it off.
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("validation_groups", "test_groups"):

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from app.audio import fit_window, load_waveform, log_mel_spectrogram
+from app.audio import fit_window, load_waveform, log_mel_spectrogram, shift_frames
 from app.bundle import read_metadata, verify_file
 from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
 from app.errors import BundleError, InputError
-from app.images import load_image
+from app.images import load_image, translate_images
 from app.paths import SAMPLES_FOLDER, TFLITE_FILE
 
 SILENCE_PEAK = 1e-4  # a recording whose loudest sample is below this is treated as no sound at all
@@ -40,8 +40,14 @@ class Predictor:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch_size = 0
-        # A model trained on mirrored images is asked about both mirrors and the answers are averaged.
-        self.average_mirrored = self.kind == "image" and bool(metadata.get("serving", {}).get("average_mirrored"))
+        # Answers averaged over views of the input, as the bundle's training chose (see input_views).
+        serving = metadata.get("serving", {})
+        image = self.kind == "image"
+        self.serving: dict[str, Any] = {
+            "average_mirrored": image and bool(serving.get("average_mirrored")),
+            "time_shift_frames": [] if image else [int(s) for s in serving.get("time_shift_frames", [])],
+            "pixel_shifts": [[int(dy), int(dx)] for dy, dx in serving.get("pixel_shifts", [])] if image else [],
+        }
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:
@@ -84,11 +90,9 @@ class Predictor:
             batch = batch[None]
         if self.kind == "audio" and batch.ndim == 3:
             batch = batch[..., None]
-        if self.average_mirrored:
-            both = self._forward(np.concatenate([batch, batch[:, :, ::-1]]))
-            probabilities = (both[: len(batch)] + both[len(batch) :]) / 2
-        else:
-            probabilities = self._forward(batch)
+        floor_db = -self.config.top_db if isinstance(self.config, AudioConfig) else 0.0
+        views = input_views(batch, self.serving, floor_db)
+        probabilities = self._forward(np.concatenate(views)).reshape(len(views), len(batch), -1).mean(axis=0)
         return probabilities[0] if single else probabilities
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -109,3 +113,15 @@ class Predictor:
     def __call__(self, source: Any, top_k: int = 5) -> list[dict[str, Any]]:
         """Predict one input: a path, bytes, or an array (audio waveform at the bundle's rate, or an image)."""
         return self.postprocess(self.predict_features(self.preprocess(source)), top_k)
+
+
+def input_views(batch: np.ndarray, serving: dict[str, Any], floor_db: float = 0.0) -> list[np.ndarray]:
+    """The (batch, *input_shape) inputs whose answers a bundle averages, as its metadata's "serving" says:
+    the batch; audio moved by each of "time_shift_frames" (gaps at floor_db); images moved by each [dy, dx]
+    of "pixel_shifts"; and with "average_mirrored", the mirror image of each of those."""
+    views = [batch]
+    views += [shift_frames(batch, shift, floor_db) for shift in serving.get("time_shift_frames", []) if shift]
+    views += [translate_images(batch, dy, dx) for dy, dx in serving.get("pixel_shifts", [])]
+    if serving.get("average_mirrored"):
+        views += [view[:, :, ::-1] for view in views]
+    return views

@@ -20,16 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from app.audio import decode_audio, log_mel_spectrogram
-from app.augment import jitter_images, spec_augment, warp_frequencies, waveform_variant
+from app.audio import decode_audio, log_mel_spectrogram, serving_time_shifts
+from app.augment import jitter_images, mix_up, spec_augment, warp_frequencies, waveform_variant
 from app.bundle import FORMAT_VERSION, write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
 from app.data import Dataset, find_dataset, speaker_key, split_dataset
 from app.errors import BundleError, DatasetError, InputError
 from app.evaluate import metrics_from_predictions
 from app.features import extract_features, load_examples
+from app.images import serving_pixel_shifts
 from app.model import build_model, to_tflite
 from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
+from app.predict import input_views
 from app.report import plot_report
 
 
@@ -132,6 +134,8 @@ class _Batches:
                     else:
                         batch = jitter_images(self.rng, batch, train_config.horizontal_flip)
                 targets = np.eye(n_classes, dtype=np.float32)[labels[rows]]
+                if train_config.augment and train_config.mixup > 0:
+                    batch, targets = mix_up(self.rng, batch.astype(np.float32), targets, train_config.mixup)
                 return batch.astype(np.float32), targets
 
             def on_epoch_end(self):
@@ -203,10 +207,15 @@ def train(
             f"no files of the speaker(s) {', '.join(sorted(named - found))} under {dataset.root}; "
             f"speakers found (by --group-pattern): {', '.join(sorted(found)[:10])}{' …' if len(found) > 10 else ''}"
         )
-    if not splits["train"] or not splits["validation"]:
+    # --validation-percent 0 (no validation speakers named or listed): train on every file for all epochs and
+    # keep the last (averaged) weights, once a recipe has been chosen on a held-out split.
+    validating = (
+        bool(splits["validation"]) or train_config.validation_percent > 0 or bool(train_config.validation_groups)
+    )
+    if not splits["train"] or (validating and not splits["validation"]):
         raise DatasetError(
             f"{dataset.root} splits into {len(splits['train'])} training and {len(splits['validation'])} validation "
-            "files; need both (add files, or more speakers, or lower --validation-percent)"
+            "files; need both (add files, or more speakers, or lower --validation-percent; 0 trains on every file)"
         )
     extraction = extract_features(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
     row_of = {file_index: row for row, file_index in enumerate(extraction.kept)}
@@ -219,7 +228,7 @@ def train(
     train_features, train_labels = split_arrays("train")
     validation_features, validation_labels = split_arrays("validation")
     test_features, test_labels = split_arrays("test")
-    if len(train_features) == 0 or len(validation_features) == 0:
+    if len(train_features) == 0 or (validating and len(validation_features) == 0):
         raise DatasetError(f"no readable files left in the training or validation split of {dataset.root}")
     extra_summary = {}
     for extra_dir in extra_train_dirs:
@@ -246,43 +255,67 @@ def train(
         steps=int(np.ceil(len(train_features) / train_config.batch_size)) * train_config.epochs,
     )
     batches = _Batches.create(train_features, train_labels, n_classes, train_config, preprocessing)
-    validation_targets = np.eye(n_classes, dtype=np.float32)[validation_labels]
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "best.weights.h5"
+        validation_callbacks = [
+            # validate and checkpoint the averaged weights (swapped in at each epoch's end)
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_config.weight_averaging else []),
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor="val_accuracy", save_best_only=True, save_weights_only=True
+            ),
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_config.patience),
+        ]
         history = model.fit(
             batches,
-            validation_data=(_as_model_input(validation_features).astype(np.float32), validation_targets),
+            validation_data=(
+                _as_model_input(validation_features).astype(np.float32),
+                np.eye(n_classes, dtype=np.float32)[validation_labels],
+            )
+            if validating
+            else None,
             epochs=train_config.epochs,
             verbose=1 if progress else 0,
-            callbacks=[
-                # validate and checkpoint the averaged weights (swapped in at each epoch's end)
-                *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_config.weight_averaging else []),
-                keras.callbacks.ModelCheckpoint(
-                    checkpoint, monitor="val_accuracy", save_best_only=True, save_weights_only=True
-                ),
-                keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_config.patience),
-            ],
+            callbacks=validation_callbacks if validating else [],
         )
-        model.load_weights(checkpoint)
+        if validating:
+            model.load_weights(checkpoint)
+        # else fit has left the last weights, or their moving average with --weight-averaging
 
-    evaluation_name = "test" if len(test_features) else "validation"
-    evaluation_features, evaluation_labels = (
-        (test_features, test_labels) if len(test_features) else (validation_features, validation_labels)
-    )
-    average_mirrored = dataset.kind == "image" and train_config.horizontal_flip
+    held_out = [
+        (name, features, labels)
+        for name, features, labels in (
+            ("test", test_features, test_labels),
+            ("validation", validation_features, validation_labels),
+        )
+        if len(features)
+    ]
+    # Averaged views of each input, within the training augmentation: an audio clip shifted in time (training
+    # shifts spectrograms by up to a tenth of the window); an image moved a few pixels, and both its mirrors
+    # when trained on mirrors.
+    augmented = train_config.augment
+    audio = isinstance(preprocessing, AudioConfig)
+    serving = {
+        "average_mirrored": not audio and augmented and train_config.horizontal_flip,
+        "time_shift_frames": serving_time_shifts(preprocessing) if audio and augmented else [],
+        "pixel_shifts": serving_pixel_shifts(preprocessing) if not audio and augmented else [],
+    }
+    floor_db = -preprocessing.top_db if isinstance(preprocessing, AudioConfig) else 0.0
 
     def predict(features: np.ndarray) -> np.ndarray:  # as the Predictor serves the bundle
-        inputs = _as_model_input(features).astype(np.float32)
-        probabilities = model.predict(inputs, verbose=0)
-        return (probabilities + model.predict(inputs[:, :, ::-1], verbose=0)) / 2 if average_mirrored else probabilities
+        views = input_views(_as_model_input(features).astype(np.float32), serving, floor_db)
+        return np.mean([model.predict(view, verbose=0) for view in views], axis=0)
 
-    evaluation = metrics_from_predictions(evaluation_labels, predict(evaluation_features), dataset.class_names)
-    validation = metrics_from_predictions(validation_labels, predict(validation_features), dataset.class_names)
+    metrics_of = {
+        name: metrics_from_predictions(labels, predict(features), dataset.class_names)
+        for name, features, labels in held_out
+    }
+    evaluation_name = held_out[0][0] if held_out else None
+    parity_features = held_out[0][1] if held_out else train_features
 
     serving_model = build_model(model_input.shape[1:], n_classes, mean, variance)
     serving_model.set_weights(model.get_weights())  # uncompiled: the saved file carries no optimizer state
     tflite_bytes = to_tflite(serving_model)
-    parity = _parity(serving_model, tflite_bytes, _as_model_input(evaluation_features[:32]).astype(np.float32))
+    parity = _parity(serving_model, tflite_bytes, _as_model_input(parity_features[:32]).astype(np.float32))
 
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -296,15 +329,14 @@ def train(
             "group_pattern": group_pattern,
             "command": command,
             "epochs_run": len(history.history["loss"]),
-            "best_epoch": int(np.argmax(history.history["val_accuracy"])) + 1,
+            "best_epoch": int(np.argmax(history.history["val_accuracy"])) + 1 if validating else None,
             "history": {key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
             "seconds": round(time.time() - started, 1),
         },
-        "serving": {"average_mirrored": average_mirrored},
+        "serving": serving,
         "metrics": {
-            "evaluated_on": evaluation_name,
-            evaluation_name: evaluation,
-            "validation": validation,
+            "evaluated_on": evaluation_name,  # None: trained on every file, nothing held out
+            **metrics_of,
             "keras_litert_max_abs_difference": parity,
         },
         "data": {
@@ -323,14 +355,17 @@ def train(
     def write_files(folder: Path) -> None:
         serving_model.save(folder / KERAS_FILE)
         (folder / TFLITE_FILE).write_bytes(tflite_bytes)
-        plot_report(history.history, evaluation, dataset.class_names, evaluation_name, folder / REPORT_FILE)
+        plot_report(
+            history.history, metrics_of.get(evaluation_name), dataset.class_names, evaluation_name, folder / REPORT_FILE
+        )
 
     bundle = write_bundle(out_dir, metadata, write_files, force=force)
     if extraction.skipped:
         print(f"skipped {len(extraction.skipped)} unreadable file(s); listed in {bundle / 'metadata.json'}:")
         for file, reason in extraction.skipped[:10]:
             print(f"  {file}: {reason}")
-    print(json.dumps({"bundle": str(bundle), evaluation_name + "_accuracy": evaluation["accuracy"]}))
+    accuracies = {f"{name}_accuracy": metrics["accuracy"] for name, metrics in metrics_of.items()}
+    print(json.dumps({"bundle": str(bundle), **accuracies}))
     return bundle
 
 

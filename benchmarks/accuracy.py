@@ -113,7 +113,9 @@ def evaluate_one(
         files = split_files(data_dir, metadata, split, settings)
         result["split_settings"] = settings
         if not files:
-            raise OnePipeError(f"the {split} split of {data_dir} is empty with {settings}")
+            everything_trained = not settings["validation_percent"] and not settings["test_percent"]
+            reason = ": the bundle trained on every file of it" if everything_trained else ""
+            raise OnePipeError(f"the {split} split of {data_dir} is empty with {settings}{reason}")
         with tempfile.TemporaryDirectory(prefix="onepipe-accuracy-") as scratch:
             metrics = evaluate_bundle(bundle_dir, link_subset(files, Path(scratch)), progress=progress)
     return {

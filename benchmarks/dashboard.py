@@ -150,14 +150,7 @@ def measure_dashboard(browser, url: str, server: psutil.Process, loads: int, pre
         audio.locator(".onepipe-source", has_text="your recording").wait_for(timeout=TIMEOUT_MS)
         page.wait_for_timeout(500)
     page.close(run_before_unload=True)
-    return {
-        "page_interactive_s": round(statistics.median(page_times), 2),
-        "page_interactive_all_s": [round(t, 2) for t in page_times],
-        "predict_ms": median(predict_times),
-        "predict_all_ms": [round(t, 1) for t in predict_times],
-        "record_ms": median(record_times),
-        "kernel_rss_mb": round(rss, 1),
-    }
+    return {**timings(page_times, predict_times, rss), "record_ms": median(record_times)}
 
 
 def measure_naive(browser, url: str, server: psutil.Process, loads: int, predictions: int) -> dict:
@@ -180,12 +173,17 @@ def measure_naive(browser, url: str, server: psutil.Process, loads: int, predict
         predict_times.append(page.evaluate(CLICK_UNTIL_CHANGED_JS, [button, result]))
     rss = kernel_rss_mb(server, kernel_id)
     page.close(run_before_unload=True)
+    return timings(page_times, predict_times, rss)
+
+
+def timings(page_times: list[float], predict_times: list[float], rss_mb: float) -> dict:
+    """The JSON of one dashboard: page load (s) and Predict (ms) medians with every run, kernel memory (MB)."""
     return {
         "page_interactive_s": round(statistics.median(page_times), 2),
         "page_interactive_all_s": [round(t, 2) for t in page_times],
         "predict_ms": median(predict_times),
         "predict_all_ms": [round(t, 1) for t in predict_times],
-        "kernel_rss_mb": round(rss, 1),
+        "kernel_rss_mb": round(rss_mb, 1),
     }
 
 

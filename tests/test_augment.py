@@ -6,7 +6,7 @@ import numpy as np
 from fixtures_data import tone
 
 from app.audio import audio_features, hertz_to_mel
-from app.augment import spec_augment, warp_frequencies, waveform_variant
+from app.augment import mix_up, spec_augment, warp_frequencies, waveform_variant
 from app.config import AudioConfig
 
 CONFIG = AudioConfig()
@@ -47,3 +47,21 @@ def test_waveform_variants_are_windows_in_range_and_differ():
         assert variant.shape == (CONFIG.clip_samples,) and variant.dtype == np.float32
         assert np.max(np.abs(variant)) <= 1.0 and np.max(np.abs(variant)) > 0.01
     assert not np.allclose(variants[0], variants[1])
+
+
+def test_mixup_blends_inputs_and_targets_by_the_same_weight():
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(16, 5, 4, 1)).astype(np.float32)
+    targets = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=16)]
+    mixed, mixed_targets = mix_up(np.random.default_rng(7), batch, targets, alpha=0.4)
+    weights = np.random.default_rng(7).beta(0.4, 0.4, size=16)  # the function's draws, in order
+    partners = np.random.default_rng(7)
+    partners.beta(0.4, 0.4, size=16)
+    partners = partners.permutation(16)
+    for i in range(16):
+        np.testing.assert_allclose(mixed[i], weights[i] * batch[i] + (1 - weights[i]) * batch[partners[i]], atol=1e-5)
+        np.testing.assert_allclose(
+            mixed_targets[i], weights[i] * targets[i] + (1 - weights[i]) * targets[partners[i]], atol=1e-6
+        )
+    assert mixed.shape == batch.shape and mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed_targets.sum(axis=1), 1.0, atol=1e-6)  # still a distribution

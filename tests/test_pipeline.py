@@ -13,7 +13,7 @@ import pytest
 
 from app.bundle import read_metadata
 from app.errors import BundleError
-from app.predict import Predictor
+from app.predict import Predictor, input_views
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +88,30 @@ def test_named_speakers_held_out_and_averaged_weights_through_the_cli(tmp_path, 
     assert not never.exists()
 
 
+def test_a_final_model_trains_on_every_file(tmp_path, tone_dataset):
+    """--validation-percent 0 --test-percent 0: all 72 clips train, all epochs run, nothing is scored."""
+    bundle = tmp_path / "tones"
+    result = run_cli(
+        "train", tone_dataset, "--out", bundle, "--epochs", "3", "--batch-size", "16", "--quiet",
+        "--validation-percent", "0", "--test-percent", "0", "--weight-averaging", "--augment-copies", "0",
+        "--mixup", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metadata = read_metadata(bundle)
+    assert metadata["data"]["split"] == {"train": 72, "validation": 0, "test": 0}
+    assert metadata["training"]["epochs_run"] == 3 and metadata["training"]["best_epoch"] is None
+    assert metadata["training"]["config"]["mixup"] == 0.2
+    assert "val_accuracy" not in metadata["training"]["history"]
+    assert metadata["metrics"]["evaluated_on"] is None and set(metadata["metrics"]) == {
+        "evaluated_on",
+        "keras_litert_max_abs_difference",
+    }
+    assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
+    assert (bundle / "report.png").stat().st_size > 1000
+    clip = next((tone_dataset / "mid").iterdir())
+    assert len(Predictor.load(bundle)(clip.read_bytes(), top_k=3)) == 3
+
+
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
     not_audio = tmp_path / "report.pdf"
     not_audio.write_bytes(b"%PDF-1.4 nothing to hear")
@@ -106,6 +130,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
         ["--group-pattern", "("],
         ["--group-pattern", "no-group"],
         ["--clip-seconds", "0.01"],
+        ["--mixup", "-0.1"],
+        ["--validation-percent", "100"],
+        ["--test-percent", "nan"],
     ):
         result = run_cli("train", tmp_path, "--out", tmp_path / "never", *bad)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (bad, result.stderr[-500:])
@@ -132,26 +159,61 @@ def test_keras_and_litert_agree(trained_models, tone_dataset, shape_dataset):
         model = keras.saving.load_model(trained_models / name / "model.keras")
         features = np.stack([predictor.preprocess(f) for f in sorted(data.glob("*/*"))[:16]]).astype(np.float32)
         keras_input = features[..., None] if features.ndim == 3 else features
-        np.testing.assert_allclose(
-            predictor.predict_features(features), model.predict(keras_input, verbose=0), atol=1e-4
-        )
+        floor = -predictor.config.top_db if name == "tones" else 0.0
+        views = input_views(keras_input, predictor.serving, floor)
+        keras_probabilities = np.mean([model.predict(view, verbose=0) for view in views], axis=0)
+        np.testing.assert_allclose(predictor.predict_features(features), keras_probabilities, atol=1e-4)
 
 
-def test_a_bundle_trained_on_mirrors_averages_both_mirrors(tmp_path, trained_models, shape_dataset):
+def _copy_with_serving(source: Path, target: Path, **serving) -> Predictor:
+    """A copy of a bundle whose metadata's "serving" has the given values."""
     import shutil
 
-    plain = Predictor.load(trained_models / "shapes")
-    assert plain.metadata["serving"] == {"average_mirrored": False} and not plain.average_mirrored
-    mirrored_bundle = tmp_path / "mirrored"
-    shutil.copytree(trained_models / "shapes", mirrored_bundle)
-    metadata = read_metadata(mirrored_bundle)
-    metadata["serving"]["average_mirrored"] = True
-    (mirrored_bundle / "metadata.json").write_text(json.dumps(metadata))
-    mirrored = Predictor.load(mirrored_bundle)
-    images = np.stack([plain.preprocess(f) for f in sorted(shape_dataset.glob("*/*"))[:5]]).astype(np.float32)
-    expected = (plain.predict_features(images) + plain.predict_features(images[:, :, ::-1])) / 2
-    np.testing.assert_allclose(mirrored.predict_features(images), expected, atol=1e-6)
-    np.testing.assert_allclose(mirrored.predict_features(images[0]), expected[0], atol=1e-6)
+    shutil.copytree(source, target)
+    metadata = read_metadata(target)
+    metadata["serving"].update(serving)
+    (target / "metadata.json").write_text(json.dumps(metadata))
+    return Predictor.load(target)
+
+
+def test_an_image_bundle_averages_moved_and_mirrored_views(tmp_path, trained_models, shape_dataset):
+    """Trained with jitter, an image bundle also sees its input moved 1/16 of its size; with flips, mirrored too."""
+    from app.images import translate_images
+
+    moved = Predictor.load(trained_models / "shapes")
+    step = round(min(moved.config.image_size) / 16)
+    shifts = [[step, 0], [-step, 0], [0, step], [0, -step]]
+    assert moved.metadata["serving"] == {"average_mirrored": False, "time_shift_frames": [], "pixel_shifts": shifts}
+    bare = _copy_with_serving(trained_models / "shapes", tmp_path / "bare", pixel_shifts=[])
+    mirrored = _copy_with_serving(trained_models / "shapes", tmp_path / "mirrored", average_mirrored=True)
+    images = np.stack([bare.preprocess(f) for f in sorted(shape_dataset.glob("*/*"))[:5]]).astype(np.float32)
+    views = [images] + [translate_images(images, dy, dx) for dy, dx in shifts]
+    expected = np.mean([bare.predict_features(view) for view in views], axis=0)
+    np.testing.assert_allclose(moved.predict_features(images), expected, atol=1e-6)
+    both_mirrors = (moved.predict_features(images) + moved.predict_features(images[:, :, ::-1])) / 2
+    np.testing.assert_allclose(mirrored.predict_features(images), both_mirrors, atol=1e-6)
+    np.testing.assert_allclose(mirrored.predict_features(images[0]), both_mirrors[0], atol=1e-6)
+    down = translate_images(images, 2, 0)
+    np.testing.assert_array_equal(down[:, 2:], images[:, :-2])
+    np.testing.assert_array_equal(down[:, :2], np.repeat(images[:, :1], 2, axis=1))  # the edge row repeats
+    np.testing.assert_array_equal(translate_images(images, 0, -3)[:, :, :-3], images[:, :, 3:])
+
+
+def test_an_audio_bundle_averages_its_input_shifted_in_time(tmp_path, trained_models, tone_dataset):
+    """Trained with time-shift augmentation, an audio bundle also hears its input 50 and 100 ms earlier and later."""
+    from app.audio import shift_frames
+
+    shifting = Predictor.load(trained_models / "tones")
+    assert shifting.serving["time_shift_frames"] == [-10, -5, 5, 10]  # 10 ms frames
+    plain = _copy_with_serving(trained_models / "tones", tmp_path / "plain", time_shift_frames=[])
+    clips = np.stack([plain.preprocess(f) for f in sorted(tone_dataset.glob("*/*"))[:4]]).astype(np.float32)
+    floor = -plain.config.top_db
+    views = [clips] + [shift_frames(clips, shift, floor) for shift in (-10, -5, 5, 10)]
+    expected = np.mean([plain.predict_features(view) for view in views], axis=0)
+    np.testing.assert_allclose(shifting.predict_features(clips), expected, atol=1e-6)
+    np.testing.assert_allclose(shifting.predict_features(clips[1]), expected[1], atol=1e-6)
+    assert shift_frames(clips, 5, floor)[:, :5].max() == floor  # the frames left empty are silence
+    np.testing.assert_array_equal(shift_frames(clips, 5, floor)[:, 5:], clips[:, :-5])
 
 
 def test_predictor_verifies_the_model_checksum(tmp_path, trained_models):

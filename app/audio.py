@@ -203,6 +203,11 @@ def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(frequency, dtype=np.float64) / 700.0)
 
 
+def mel_to_hertz(mel: np.ndarray | float) -> np.ndarray:
+    """The inverse of hertz_to_mel: 700 · (exp(m / 1127) − 1) Hz."""
+    return 700.0 * np.expm1(np.asarray(mel, dtype=np.float64) / 1127.0)
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
     """Triangular mel weights of shape (n_fft // 2 + 1, n_mels), interpolated on the mel scale.

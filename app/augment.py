@@ -14,7 +14,7 @@ import numpy as np
 import scipy.ndimage
 import scipy.signal
 
-from app.audio import fit_window, hertz_to_mel, shift_frames
+from app.audio import fit_window, hertz_to_mel, mel_to_hertz, shift_frames
 from app.config import AudioConfig
 
 OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
@@ -123,7 +123,7 @@ def warp_frequencies(rng: np.random.Generator, batch: np.ndarray, config: AudioC
     n_mels = batch.shape[2]
     edges = np.linspace(hertz_to_mel(config.f_min), hertz_to_mel(config.f_max), n_mels + 2)
     centres = edges[1:-1]
-    centre_hz = 700.0 * np.expm1(centres / 1127.0)
+    centre_hz = mel_to_hertz(centres)
     factors = rng.uniform(1.0 - max_warp, 1.0 + max_warp, size=(batch.shape[0], 1))
     source = (hertz_to_mel(centre_hz[None, :] / factors) - centres[0]) / (centres[1] - centres[0])
     source = np.clip(source, 0.0, n_mels - 1.0)  # (batch, n_mels) fractional band index

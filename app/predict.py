@@ -48,6 +48,7 @@ class Predictor:
             "time_shift_frames": [] if image else [int(s) for s in serving.get("time_shift_frames", [])],
             "pixel_shifts": [[int(dy), int(dx)] for dy, dx in serving.get("pixel_shifts", [])] if image else [],
         }
+        self._floor_db = -self.config.top_db if isinstance(self.config, AudioConfig) else 0.0  # silence, dB
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:
@@ -90,8 +91,7 @@ class Predictor:
             batch = batch[None]
         if self.kind == "audio" and batch.ndim == 3:
             batch = batch[..., None]
-        floor_db = -self.config.top_db if isinstance(self.config, AudioConfig) else 0.0
-        views = input_views(batch, self.serving, floor_db)
+        views = input_views(batch, self.serving, self._floor_db)
         probabilities = self._forward(np.concatenate(views)).reshape(len(views), len(batch), -1).mean(axis=0)
         return probabilities[0] if single else probabilities
 

@@ -133,10 +133,11 @@ class _Batches:
                         batch = spec_augment(self.rng, batch, -preprocessing.top_db)
                     else:
                         batch = jitter_images(self.rng, batch, train_config.horizontal_flip)
+                batch = batch.astype(np.float32, copy=False)
                 targets = np.eye(n_classes, dtype=np.float32)[labels[rows]]
                 if train_config.augment and train_config.mixup > 0:
-                    batch, targets = mix_up(self.rng, batch.astype(np.float32), targets, train_config.mixup)
-                return batch.astype(np.float32), targets
+                    batch, targets = mix_up(self.rng, batch, targets, train_config.mixup)
+                return batch, targets
 
             def on_epoch_end(self):
                 self.order = self.rng.permutation(len(features))
@@ -299,7 +300,7 @@ def train(
         "time_shift_frames": serving_time_shifts(preprocessing) if audio and augmented else [],
         "pixel_shifts": serving_pixel_shifts(preprocessing) if not audio and augmented else [],
     }
-    floor_db = -preprocessing.top_db if isinstance(preprocessing, AudioConfig) else 0.0
+    floor_db = -preprocessing.top_db if audio else 0.0
 
     def predict(features: np.ndarray) -> np.ndarray:  # as the Predictor serves the bundle
         views = input_views(_as_model_input(features).astype(np.float32), serving, floor_db)

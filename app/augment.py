@@ -2,8 +2,9 @@
 
 Waveform variants (made once per run) imitate what a microphone adds: the word anywhere in the
 window, faster or slower speech, background noise at random loudness, and a browser's Opus codec.
-Batch augmentation (every epoch) adds SpecAugment masks and small time shifts for spectrograms and
-small translations (and optional flips) for images; mixup, when asked for, blends examples of both kinds.
+Batch augmentation (every epoch) adds SpecAugment masks and small time shifts for spectrograms, and
+small affine jitter (optionally flips and random erasing) for images; mixup, when asked for, blends
+examples of both kinds.
 """
 
 from __future__ import annotations
@@ -16,34 +17,24 @@ import scipy.signal
 
 from app.audio import fit_window, hertz_to_mel, mel_to_hertz, shift_frames
 from app.config import AudioConfig
+from app.noise import BROADBAND_KINDS, add_at_snr, make_noise
 
 OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
 
 
-def colored_noise(rng: np.random.Generator, samples: int) -> np.ndarray:
-    """White, pink or brown noise (samples,) with unit peak, chosen at random."""
-    white = rng.standard_normal(samples)
-    exponent = rng.choice([0.0, 1.0, 2.0])  # power ∝ 1 / f^exponent
-    spectrum = np.fft.rfft(white)
-    frequencies = np.maximum(np.arange(spectrum.size), 1)
-    noise = np.fft.irfft(spectrum / frequencies ** (exponent / 2), n=samples)
-    return (noise / (np.max(np.abs(noise)) + 1e-12)).astype(np.float32)
-
-
 def mix_noise(
-    rng: np.random.Generator, waveform: np.ndarray, noise_bank: list[np.ndarray], snr_db: float
+    rng: np.random.Generator, waveform: np.ndarray, noise_bank: list[np.ndarray], snr_db: float, sample_rate: int
 ) -> np.ndarray:
-    """The waveform plus a random noise excerpt scaled to a signal-to-noise ratio in dB."""
+    """The (samples,) waveform at sample_rate Hz plus, at snr_db dB, a random excerpt of the noise bank
+    (70 % of the time, if any) or generated white, pink or brown noise."""
     if noise_bank and rng.random() < 0.7:
         source = noise_bank[rng.integers(len(noise_bank))]
         start = rng.integers(0, max(1, source.size - waveform.size))
         noise = np.resize(source[start : start + waveform.size], waveform.size)
     else:
-        noise = colored_noise(rng, waveform.size)
-    signal_power = float(np.mean(waveform**2)) + 1e-12
-    noise_power = float(np.mean(noise**2)) + 1e-12
-    scale = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
-    return (waveform + scale * noise).astype(np.float32)
+        # rising to the lowest frequency: the noise the recipes in models/README.md were measured with
+        noise = make_noise(str(rng.choice(BROADBAND_KINDS)), waveform.size, rng, sample_rate, flat_below_hz=0.0)
+    return add_at_snr(waveform, noise, snr_db)
 
 
 def encode_webm_opus(waveform: np.ndarray, sample_rate: int) -> bytes:
@@ -88,7 +79,7 @@ def waveform_variant(
     elif shift < 0:
         changed[shift:] = 0.0
     if rng.random() < 0.8:
-        changed = mix_noise(rng, changed, noise_bank, snr_db=float(rng.uniform(0.0, 30.0)))
+        changed = mix_noise(rng, changed, noise_bank, float(rng.uniform(0.0, 30.0)), config.sample_rate)
     changed *= rng.uniform(0.05, 1.0) / (np.max(np.abs(changed)) + 1e-9)
     if rng.random() < OPUS_FRACTION:
         changed = opus_round_trip(changed, config.sample_rate)
@@ -136,16 +127,23 @@ def warp_frequencies(rng: np.random.Generator, batch: np.ndarray, config: AudioC
     return below + weight.reshape(shape) * (above - below)
 
 
-def jitter_images(rng: np.random.Generator, batch: np.ndarray, horizontal_flip: bool) -> np.ndarray:
-    """Random small affine changes of (batch, height, width, channels) images: rotation up to 10°,
-    scale 0.9–1.1, translation up to 1/8 of the size (edge pixels repeat), and optional left-right flips.
+def jitter_images(
+    rng: np.random.Generator,
+    batch: np.ndarray,
+    horizontal_flip: bool,
+    rotation_degrees: float = 10.0,
+    zoom: float = 0.1,
+) -> np.ndarray:
+    """Random small affine changes of (batch, height, width, channels) images: rotation up to
+    rotation_degrees, scale 1 ± zoom, translation up to 1/8 of the size (edge pixels repeat), and optional
+    left-right flips.
     """
     output = np.empty_like(batch)
     height, width = batch.shape[1], batch.shape[2]
     centre = np.array([(height - 1) / 2, (width - 1) / 2])
     for index in range(batch.shape[0]):
-        angle = np.deg2rad(rng.uniform(-10, 10))
-        scale = rng.uniform(0.9, 1.1)
+        angle = np.deg2rad(rng.uniform(-rotation_degrees, rotation_degrees))
+        scale = rng.uniform(1.0 - zoom, 1.0 + zoom)
         shift = rng.uniform(-1, 1, size=2) * np.array([height, width]) / 8
         # affine_transform maps output coordinates to input ones: inverse rotation and scale.
         matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / scale
@@ -157,6 +155,27 @@ def jitter_images(rng: np.random.Generator, batch: np.ndarray, horizontal_flip: 
             output[index, :, :, channel] = scipy.ndimage.affine_transform(
                 image[:, :, channel].astype(np.float32), matrix, offset, order=1, mode="nearest"
             )
+    return output
+
+
+def erase_patches(rng: np.random.Generator, batch: np.ndarray, probability: float) -> np.ndarray:
+    """Random erasing (Zhong et al. 2020) of (batch, height, width, channels) images: with the given
+    probability, one rectangle of 2–25 % of the image (aspect ratio 0.3–3.3) is filled with uniform noise
+    spanning the batch's value range."""
+    output = batch.copy()
+    height, width = batch.shape[1], batch.shape[2]
+    low, high = float(batch.min()), float(batch.max())
+    for example in output:
+        if rng.random() >= probability:
+            continue
+        area = rng.uniform(0.02, 0.25) * height * width
+        aspect = np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3)))
+        patch_height = int(min(height, max(1, round(np.sqrt(area * aspect)))))
+        patch_width = int(min(width, max(1, round(np.sqrt(area / aspect)))))
+        top = int(rng.integers(0, height - patch_height + 1))
+        left = int(rng.integers(0, width - patch_width + 1))
+        noise = rng.uniform(low, high, size=(patch_height, patch_width, batch.shape[3]))
+        example[top : top + patch_height, left : left + patch_width] = noise
     return output
 
 

@@ -62,6 +62,8 @@ _positive_int = _bounded(int, 1, None, "a whole number of at least 1")
 _non_negative_int = _bounded(int, 0, None, "a whole number of at least 0")
 _warp_fraction = _bounded(float, 0.0, 0.5, "a fraction from 0 to below 0.5 such as 0.1")
 _percent = _bounded(float, 0.0, 100.0, "a percentage from 0 to below 100")
+_degrees = _bounded(float, 0.0, 180.0, "an angle in degrees from 0 to below 180 such as 10")
+_probability = _bounded(float, 0.0, 1.0, "a probability from 0 to below 1 such as 0.5")
 _mixup_alpha = _bounded(float, 0.0, 10.0, "a Beta distribution parameter from 0 to below 10 such as 0.2")
 
 
@@ -136,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--horizontal-flip", action="store_true", help="images: random left-right flips")
     train.add_argument(
+        "--rotation", type=_degrees, metavar="DEGREES", help="images: largest random rotation (default 10)"
+    )
+    train.add_argument(
+        "--zoom", type=_warp_fraction, metavar="FRACTION", help="images: largest random scaling ±FRACTION (default 0.1)"
+    )
+    train.add_argument(
+        "--random-erasing",
+        type=_probability,
+        metavar="P",
+        help="images: fill one random patch of a training image with noise, with probability P (e.g. 0.5)",
+    )
+    train.add_argument(
         "--mixup",
         type=_mixup_alpha,
         metavar="ALPHA",
@@ -203,6 +217,9 @@ def _train(args: argparse.Namespace) -> int:
         augment=False if args.no_augment else None,
         augment_copies=args.augment_copies,
         horizontal_flip=True if args.horizontal_flip else None,
+        rotation_degrees=args.rotation,
+        zoom=args.zoom,
+        random_erasing=args.random_erasing,
     )
     preprocessing = None
     audio_options = {

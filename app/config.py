@@ -101,6 +101,9 @@ class TrainConfig:
     augment: bool = True  # time shift, noise and SpecAugment for audio; shifts (and flips) for images
     augment_copies: int = 2  # extra waveform variants per audio training clip (noise, gain, rate)
     horizontal_flip: bool = False  # images only: for natural photos, not for digits or text
+    rotation_degrees: float = 10.0  # images: largest random rotation of the training jitter
+    zoom: float = 0.1  # images: largest relative random scaling of the training jitter
+    random_erasing: float = 0.0  # images: share of training images with one random patch filled with noise
     label_smoothing: float = 0.05
     # Real background noise for audio variants: also mix in training clips of a `_silence_` class
     # (Speech Commands' crops of its noise recordings), not only `_background_noise_` files.

@@ -16,9 +16,9 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,8 @@ class Extraction:
     arrays: np.ndarray  # (kept, time, n_mels) spectrograms, (kept, samples) windows or (kept, h, w, c) images
     kept: np.ndarray  # indices into the input file list, (kept,)
     skipped: list[tuple[str, str]]  # (file, reason)
+    # content key of every input file (None if unreadable), when asked for; else empty
+    keys: list[str | None] = field(default_factory=list)
 
 
 def _read_example(path: Path, config: AudioConfig | ImageConfig, data: bytes) -> np.ndarray:
@@ -76,9 +78,16 @@ def _process_chunk(paths: Sequence[Path], config, data: Sequence[bytes | OSError
 
 
 def load_examples(
-    files: Sequence[Path], config: AudioConfig | ImageConfig, spectrograms: bool = True, progress: bool = True
+    files: Sequence[Path],
+    config: AudioConfig | ImageConfig,
+    spectrograms: bool = True,
+    progress: bool = True,
+    known_keys: Container[str] | None = None,
 ) -> Extraction:
     """Decode every file: spectrograms (or raw windows with spectrograms=False) for audio, images otherwise.
+
+    Each file is read once. With `known_keys` (the keys of a cache), each file's content key (see
+    `content_key`) is returned in `keys`, and a file whose key is known is not decoded and not in `kept`.
 
     Runs chunks of files on two threads with BLAS limited to one thread each (NumPy's FFT and matrix
     product release the GIL, so the threads overlap).
@@ -95,25 +104,31 @@ def load_examples(
                 data.append(path.read_bytes())
             except OSError as error:
                 data.append(error)
-        return _process_chunk(chunk, config, data, spectrograms)
+        if known_keys is None:
+            return (*_process_chunk(chunk, config, data, spectrograms), [])
+        keys = [content_key(content) if isinstance(content, bytes) else None for content in data]
+        todo = [index for index, key in enumerate(keys) if key is None or key not in known_keys]
+        stacked, kept, skipped = _process_chunk([chunk[i] for i in todo], config, [data[i] for i in todo], spectrograms)
+        return stacked, [todo[k] for k in kept], skipped, keys
 
-    parts, kept, skipped = [], [], []
+    parts, kept, skipped, keys = [], [], [], []
     with (
         threadpool_limits(limits=1, user_api="blas"),
         ThreadPoolExecutor(WORKERS) as pool,
         tqdm(total=len(files), desc="features", unit="file", disable=not progress or len(files) < 200) as bar,
     ):
-        for chunk_index, (stacked, chunk_kept, chunk_skipped) in enumerate(pool.map(run, chunks)):
+        for chunk_index, (stacked, chunk_kept, chunk_skipped, chunk_keys) in enumerate(pool.map(run, chunks)):
             if stacked is not None:
                 parts.append(stacked)
             kept.extend(chunk_index * CHUNK_SIZE + i for i in chunk_kept)
             skipped.extend(chunk_skipped)
+            keys.extend(chunk_keys)
             bar.update(len(chunks[chunk_index]))
     if parts:
         arrays = np.concatenate(parts)
     else:
         arrays = np.zeros((0, *feature_shape(config, spectrograms)), np.float32 if is_audio else np.uint8)
-    return Extraction(arrays, np.asarray(kept, dtype=np.int64), skipped)
+    return Extraction(arrays, np.asarray(kept, dtype=np.int64), skipped, keys)
 
 
 def feature_shape(config: AudioConfig | ImageConfig, spectrograms: bool = True) -> tuple[int, ...]:
@@ -141,27 +156,25 @@ def extract_features(
         return load_examples(files, config, progress=progress)
     cache_path = (cache_dir or default_cache_dir()) / f"features-{_config_hash(config)}.npz"
     cached_keys, cached_arrays = _read_cache(cache_path, config)
-    keys = [_content_key(path) for path in files]
     position = {key: index for index, key in enumerate(cached_keys)}
-    missing = [index for index, key in enumerate(keys) if key is None or key not in position]
-    fresh = load_examples([files[i] for i in missing], config, progress=progress)
-    fresh_by_index = {missing[k]: row for row, k in enumerate(fresh.kept)}
+    fresh = load_examples(files, config, progress=progress, known_keys=position)
+    fresh_row = {index: row for row, index in enumerate(fresh.kept.tolist())}
     rows, kept = [], []
-    for index, key in enumerate(keys):
-        if key is not None and key in position:
-            rows.append(cached_arrays[position[key]])
+    for index, key in enumerate(fresh.keys):
+        if index in fresh_row:
+            rows.append(fresh.arrays[fresh_row[index]])
             kept.append(index)
-        elif index in fresh_by_index:
-            rows.append(fresh.arrays[fresh_by_index[index]])
+        elif key is not None and key in position:
+            rows.append(cached_arrays[position[key]])
             kept.append(index)
     shape = feature_shape(config)
     dtype = np.float32 if isinstance(config, AudioConfig) else np.uint8
     arrays = np.stack(rows) if rows else np.zeros((0, *shape), dtype)
     if len(fresh.kept):
-        new_keys = [keys[missing[k]] for k in fresh.kept]
+        new_keys = [fresh.keys[index] for index in fresh.kept]
         merged = np.concatenate([cached_arrays, fresh.arrays]) if cached_keys else fresh.arrays
         _write_cache(cache_path, list(cached_keys) + new_keys, merged)
-    return Extraction(arrays, np.asarray(kept, dtype=np.int64), fresh.skipped)
+    return Extraction(arrays, np.asarray(kept, dtype=np.int64), fresh.skipped, fresh.keys)
 
 
 def _config_hash(config: AudioConfig | ImageConfig) -> str:
@@ -171,11 +184,9 @@ def _config_hash(config: AudioConfig | ImageConfig) -> str:
     return hashlib.sha256(description.encode()).hexdigest()[:16]
 
 
-def _content_key(path: Path) -> str | None:
-    try:
-        return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
-    except OSError:
-        return None
+def content_key(data: bytes) -> str:
+    """The cache key of a file's bytes: a 128-bit BLAKE2b digest in hex."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _read_cache(cache_path: Path, config: AudioConfig | ImageConfig) -> tuple[list[str], np.ndarray]:

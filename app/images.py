@@ -170,10 +170,10 @@ def _center_content(image: Image.Image, image_size: tuple[int, int]) -> Image.Im
 
 
 def serving_pixel_shifts(config: ImageConfig) -> list[list[int]]:
-    """[dy, dx] moves (1/16 of the smaller side up, down, left, right) whose answers a trained image bundle
-    averages with the unmoved image's."""
+    """[dy, dx] moves whose answers a trained image bundle averages with the unmoved image's: 1/16 of the
+    smaller side up, down, left, right and diagonally (the 3 × 3 grid around the image)."""
     step = max(1, round(min(config.image_size) / 16))
-    return [[step, 0], [-step, 0], [0, step], [0, -step]]
+    return [[step, 0], [-step, 0], [0, step], [0, -step], [step, step], [step, -step], [-step, step], [-step, -step]]
 
 
 def translate_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:

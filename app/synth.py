@@ -33,6 +33,7 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from app.errors import InputError
+from app.noise import NOISE_KINDS, add_at_snr, make_noise
 
 # The 30 words of Speech Commands v0.01 (v0.02 adds backward forward follow learn visual).
 SPEECH_COMMANDS_WORDS = (
@@ -62,7 +63,6 @@ VOICE_VARIANTS = (
     *("david", "ed", "edward", "grandma", "grandpa", "iven", "linda", "paul", "quincy", "robert"),
     *("shelby", "steph", "travis"),
 )
-NOISE_KINDS = ("white", "pink", "brown", "hum")
 
 # espeak_PARAMETER values from speak_lib.h.
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
@@ -218,44 +218,6 @@ def random_voice(language: str, variant: str, random: np.random.Generator) -> Vo
     )
 
 
-def make_noise(kind: str, sample_count: int, random: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
-    """Generated background noise with unit RMS.
-
-    Args:
-        kind: "white", "pink" (1/f power), "brown" (1/f² power) or "hum" (50 or 60 Hz mains with
-            harmonics and a little hiss).
-        sample_count: length in samples.
-        random: the random generator.
-        sample_rate: Hz, for the hum frequency.
-
-    Returns:
-        float32 (sample_count,) with RMS 1.
-    """
-    if kind == "white":
-        noise = random.standard_normal(sample_count)
-    elif kind in ("pink", "brown"):
-        spectrum = np.fft.rfft(random.standard_normal(sample_count))
-        frequencies = np.fft.rfftfreq(sample_count, d=1.0 / sample_rate)
-        frequencies[0] = frequencies[1] if sample_count > 1 else 1.0
-        exponent = 0.5 if kind == "pink" else 1.0  # amplitude ∝ f^-exponent
-        spectrum /= np.maximum(frequencies, 20.0) ** exponent  # flat below 20 Hz: no DC drift
-        noise = np.fft.irfft(spectrum, n=sample_count)
-    elif kind == "hum":
-        mains = random.choice([50.0, 60.0])
-        time = np.arange(sample_count) / sample_rate
-        phases = random.uniform(0, 2 * np.pi, size=5)
-        noise = sum(
-            (0.6**harmonic) * np.sin(2 * np.pi * mains * (harmonic + 1) * time + phases[harmonic])
-            for harmonic in range(5)
-        )
-        noise = noise + 0.05 * random.standard_normal(sample_count)
-    else:
-        raise InputError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
-    noise = np.asarray(noise, dtype=np.float64)
-    rms = np.sqrt(np.mean(noise**2)) if sample_count else 1.0
-    return (noise / max(rms, 1e-12)).astype(np.float32)
-
-
 def change_rate(waveform: np.ndarray, from_rate: int, to_rate: int, speed: float = 1.0) -> np.ndarray:
     """Resample (samples,) from `from_rate` to `to_rate` Hz, played `speed` times faster.
 
@@ -309,10 +271,8 @@ def mix_noise(
     if random.random() < 0.25:
         return clip
     kind = str(random.choice(NOISE_KINDS))
-    speech_rms = np.sqrt(np.mean(clip.astype(np.float64) ** 2))
-    signal_to_noise = random.uniform(*signal_to_noise_range)
     noise = make_noise(kind, clip.size, random, sample_rate)
-    return clip + noise * speech_rms * _decibels_to_gain(-signal_to_noise)
+    return add_at_snr(clip, noise, random.uniform(*signal_to_noise_range))
 
 
 def to_pcm16(waveform: np.ndarray) -> np.ndarray:

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from app.audio import decode_audio, log_mel_spectrogram, serving_time_shifts
-from app.augment import jitter_images, mix_up, spec_augment, warp_frequencies, waveform_variant
+from app.augment import erase_patches, jitter_images, mix_up, spec_augment, warp_frequencies, waveform_variant
 from app.bundle import FORMAT_VERSION, write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
 from app.data import Dataset, find_dataset, speaker_key, split_dataset
 from app.errors import BundleError, DatasetError, InputError
 from app.evaluate import metrics_from_predictions
-from app.features import extract_features, load_examples
+from app.features import Extraction, extract_features, load_examples
 from app.images import serving_pixel_shifts
 from app.model import build_model, to_tflite
 from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
@@ -132,7 +132,15 @@ class _Batches:
                             batch = warp_frequencies(self.rng, batch, preprocessing, train_config.frequency_warp)
                         batch = spec_augment(self.rng, batch, -preprocessing.top_db)
                     else:
-                        batch = jitter_images(self.rng, batch, train_config.horizontal_flip)
+                        batch = jitter_images(
+                            self.rng,
+                            batch,
+                            train_config.horizontal_flip,
+                            train_config.rotation_degrees,
+                            train_config.zoom,
+                        )
+                        if train_config.random_erasing > 0:
+                            batch = erase_patches(self.rng, batch, train_config.random_erasing)
                 batch = batch.astype(np.float32, copy=False)
                 targets = np.eye(n_classes, dtype=np.float32)[labels[rows]]
                 if train_config.augment and train_config.mixup > 0:
@@ -192,115 +200,30 @@ def train(
     dataset = find_dataset(data_dir, kind)
     if preprocessing is None:
         preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
-    splits = split_dataset(
-        dataset,
-        train_config.validation_percent,
-        train_config.test_percent,
-        group_pattern,
-        train_config.split_salt,
-        train_config.validation_groups,
-        train_config.test_groups,
-    )
-    named = set(train_config.validation_groups) | set(train_config.test_groups)
-    found = {speaker_key(path, group_pattern) for path in dataset.files} if named else set()
-    if not named <= found:
-        raise DatasetError(
-            f"no files of the speaker(s) {', '.join(sorted(named - found))} under {dataset.root}; "
-            f"speakers found (by --group-pattern): {', '.join(sorted(found)[:10])}{' …' if len(found) > 10 else ''}"
-        )
-    # --validation-percent 0 (no validation speakers named or listed): train on every file for all epochs and
-    # keep the last (averaged) weights, once a recipe has been chosen on a held-out split.
-    validating = (
-        bool(splits["validation"]) or train_config.validation_percent > 0 or bool(train_config.validation_groups)
-    )
-    if not splits["train"] or (validating and not splits["validation"]):
-        raise DatasetError(
-            f"{dataset.root} splits into {len(splits['train'])} training and {len(splits['validation'])} validation "
-            "files; need both (add files, or more speakers, or lower --validation-percent; 0 trains on every file)"
-        )
+    splits, validating = _split(dataset, train_config, group_pattern)
     extraction = extract_features(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
-    row_of = {file_index: row for row, file_index in enumerate(extraction.kept)}
-    all_labels = np.asarray(dataset.labels)
-
-    def split_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
-        rows = [row_of[i] for i in splits[name] if i in row_of]
-        return extraction.arrays[rows], all_labels[[extraction.kept[r] for r in rows]]
-
-    train_features, train_labels = split_arrays("train")
-    validation_features, validation_labels = split_arrays("validation")
-    test_features, test_labels = split_arrays("test")
-    if len(train_features) == 0 or (validating and len(validation_features) == 0):
+    arrays = _split_arrays(extraction, splits, np.asarray(dataset.labels))
+    if len(arrays["train"][0]) == 0 or (validating and len(arrays["validation"][0]) == 0):
         raise DatasetError(f"no readable files left in the training or validation split of {dataset.root}")
-    extra_summary = {}
-    for extra_dir in extra_train_dirs:
-        extra = find_dataset(extra_dir, dataset.kind, class_names=list(dataset.class_names))
-        extra_extraction = extract_features(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
-        train_features = np.concatenate([train_features, extra_extraction.arrays])
-        train_labels = np.concatenate([train_labels, np.asarray(extra.labels)[extra_extraction.kept]])
-        extra_summary[str(Path(extra_dir).resolve())] = extra.counts()
-    if dataset.kind == "audio" and train_config.augment and train_config.augment_copies > 0:
-        extra_features, extra_labels = _augmented_audio(dataset, splits["train"], preprocessing, train_config, progress)
-        train_features = np.concatenate([train_features, extra_features])
-        train_labels = np.concatenate([train_labels, extra_labels])
+    train_features, train_labels, extra_summary = _training_set(
+        dataset, splits["train"], arrays["train"], preprocessing, train_config, extra_train_dirs, cache_dir, progress
+    )
 
     keras.utils.set_random_seed(train_config.seed)
     n_classes = len(dataset.class_names)
-    model_input = _as_model_input(train_features[:1])
-    channel_axes = tuple(range(model_input.ndim - 1))
-    subset = np.random.default_rng(train_config.seed).permutation(len(train_features))[:20000]
-    sample = _as_model_input(train_features[np.sort(subset)]).astype(np.float32)
-    mean, variance = sample.mean(axis=channel_axes), sample.var(axis=channel_axes) + 1e-6
+    input_shape = _as_model_input(train_features[:1]).shape[1:]
+    mean, variance = _input_statistics(train_features, train_config.seed)
     model = _compile(
-        build_model(model_input.shape[1:], n_classes, mean, variance),
+        build_model(input_shape, n_classes, mean, variance),
         train_config,
         steps=int(np.ceil(len(train_features) / train_config.batch_size)) * train_config.epochs,
     )
     batches = _Batches.create(train_features, train_labels, n_classes, train_config, preprocessing)
-    with tempfile.TemporaryDirectory() as scratch:
-        checkpoint = Path(scratch) / "best.weights.h5"
-        validation_callbacks = [
-            # validate and checkpoint the averaged weights (swapped in at each epoch's end)
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_config.weight_averaging else []),
-            keras.callbacks.ModelCheckpoint(
-                checkpoint, monitor="val_accuracy", save_best_only=True, save_weights_only=True
-            ),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_config.patience),
-        ]
-        history = model.fit(
-            batches,
-            validation_data=(
-                _as_model_input(validation_features).astype(np.float32),
-                np.eye(n_classes, dtype=np.float32)[validation_labels],
-            )
-            if validating
-            else None,
-            epochs=train_config.epochs,
-            verbose=1 if progress else 0,
-            callbacks=validation_callbacks if validating else [],
-        )
-        if validating:
-            model.load_weights(checkpoint)
-        # else fit has left the last weights, or their moving average with --weight-averaging
+    history = _fit(model, batches, arrays["validation"] if validating else None, n_classes, train_config, progress)
 
-    held_out = [
-        (name, features, labels)
-        for name, features, labels in (
-            ("test", test_features, test_labels),
-            ("validation", validation_features, validation_labels),
-        )
-        if len(features)
-    ]
-    # Averaged views of each input, within the training augmentation: an audio clip shifted in time (training
-    # shifts spectrograms by up to a tenth of the window); an image moved a few pixels, and both its mirrors
-    # when trained on mirrors.
-    augmented = train_config.augment
-    audio = isinstance(preprocessing, AudioConfig)
-    serving = {
-        "average_mirrored": not audio and augmented and train_config.horizontal_flip,
-        "time_shift_frames": serving_time_shifts(preprocessing) if audio and augmented else [],
-        "pixel_shifts": serving_pixel_shifts(preprocessing) if not audio and augmented else [],
-    }
-    floor_db = -preprocessing.top_db if audio else 0.0
+    held_out = [(name, *arrays[name]) for name in ("test", "validation") if len(arrays[name][0])]
+    serving = serving_views(preprocessing, train_config)
+    floor_db = -preprocessing.top_db if isinstance(preprocessing, AudioConfig) else 0.0
 
     def predict(features: np.ndarray) -> np.ndarray:  # as the Predictor serves the bundle
         views = input_views(_as_model_input(features).astype(np.float32), serving, floor_db)
@@ -313,7 +236,7 @@ def train(
     evaluation_name = held_out[0][0] if held_out else None
     parity_features = held_out[0][1] if held_out else train_features
 
-    serving_model = build_model(model_input.shape[1:], n_classes, mean, variance)
+    serving_model = build_model(input_shape, n_classes, mean, variance)
     serving_model.set_weights(model.get_weights())  # uncompiled: the saved file carries no optimizer state
     tflite_bytes = to_tflite(serving_model)
     parity = _parity(serving_model, tflite_bytes, _as_model_input(parity_features[:32]).astype(np.float32))
@@ -324,14 +247,14 @@ def train(
         "kind": dataset.kind,
         "class_names": list(dataset.class_names),
         "preprocessing": to_dict(preprocessing),
-        "input_shape": list(model_input.shape[1:]),
+        "input_shape": list(input_shape),
         "training": {
             "config": to_dict(train_config),
             "group_pattern": group_pattern,
             "command": command,
-            "epochs_run": len(history.history["loss"]),
-            "best_epoch": int(np.argmax(history.history["val_accuracy"])) + 1 if validating else None,
-            "history": {key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
+            "epochs_run": len(history["loss"]),
+            "best_epoch": int(np.argmax(history["val_accuracy"])) + 1 if validating else None,
+            "history": {key: [round(float(v), 5) for v in values] for key, values in history.items()},
             "seconds": round(time.time() - started, 1),
         },
         "serving": serving,
@@ -356,9 +279,8 @@ def train(
     def write_files(folder: Path) -> None:
         serving_model.save(folder / KERAS_FILE)
         (folder / TFLITE_FILE).write_bytes(tflite_bytes)
-        plot_report(
-            history.history, metrics_of.get(evaluation_name), dataset.class_names, evaluation_name, folder / REPORT_FILE
-        )
+        evaluation = metrics_of.get(evaluation_name)
+        plot_report(history, evaluation, dataset.class_names, evaluation_name, folder / REPORT_FILE)
 
     bundle = write_bundle(out_dir, metadata, write_files, force=force)
     if extraction.skipped:
@@ -368,6 +290,142 @@ def train(
     accuracies = {f"{name}_accuracy": metrics["accuracy"] for name, metrics in metrics_of.items()}
     print(json.dumps({"bundle": str(bundle), **accuracies}))
     return bundle
+
+
+def _split(dataset: Dataset, train_config: TrainConfig, group_pattern: str | None) -> tuple[dict[str, list[int]], bool]:
+    """File indices of the train, validation and test splits, and whether validation chooses the epoch.
+
+    With --validation-percent 0 and no validation speakers named or listed, nothing validates: training
+    runs every epoch on every file and keeps the last (averaged) weights, once a recipe has been chosen
+    on a held-out split.
+    """
+    splits = split_dataset(
+        dataset,
+        train_config.validation_percent,
+        train_config.test_percent,
+        group_pattern,
+        train_config.split_salt,
+        train_config.validation_groups,
+        train_config.test_groups,
+    )
+    named = set(train_config.validation_groups) | set(train_config.test_groups)
+    found = {speaker_key(path, group_pattern) for path in dataset.files} if named else set()
+    if not named <= found:
+        raise DatasetError(
+            f"no files of the speaker(s) {', '.join(sorted(named - found))} under {dataset.root}; "
+            f"speakers found (by --group-pattern): {', '.join(sorted(found)[:10])}{' …' if len(found) > 10 else ''}"
+        )
+    validating = (
+        bool(splits["validation"]) or train_config.validation_percent > 0 or bool(train_config.validation_groups)
+    )
+    if not splits["train"] or (validating and not splits["validation"]):
+        raise DatasetError(
+            f"{dataset.root} splits into {len(splits['train'])} training and {len(splits['validation'])} validation "
+            "files; need both (add files, or more speakers, or lower --validation-percent; 0 trains on every file)"
+        )
+    return splits, validating
+
+
+def _split_arrays(
+    extraction: Extraction, splits: dict[str, list[int]], labels: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each split's features (n, …) and labels (n,), from the files that could be read."""
+    row_of = {file_index: row for row, file_index in enumerate(extraction.kept)}
+    arrays = {}
+    for name, indices in splits.items():
+        rows = [row_of[i] for i in indices if i in row_of]
+        arrays[name] = extraction.arrays[rows], labels[extraction.kept[rows]]
+    return arrays
+
+
+def _training_set(
+    dataset: Dataset,
+    train_indices: list[int],
+    train_arrays: tuple[np.ndarray, np.ndarray],
+    preprocessing: AudioConfig | ImageConfig,
+    train_config: TrainConfig,
+    extra_train_dirs: Sequence[str | Path],
+    cache_dir: Path | None,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, int]]]:
+    """The training split plus the extra training folders and waveform variants: features, labels, and
+    the class counts taken from each extra folder."""
+    features, labels = [train_arrays[0]], [train_arrays[1]]
+    extra_summary = {}
+    for extra_dir in extra_train_dirs:
+        extra = find_dataset(extra_dir, dataset.kind, class_names=list(dataset.class_names))
+        extraction = extract_features(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
+        features.append(extraction.arrays)
+        labels.append(np.asarray(extra.labels)[extraction.kept])
+        extra_summary[str(Path(extra_dir).resolve())] = extra.counts()
+    if dataset.kind == "audio" and train_config.augment and train_config.augment_copies > 0:
+        variants, variant_labels = _augmented_audio(dataset, train_indices, preprocessing, train_config, progress)
+        features.append(variants)
+        labels.append(variant_labels)
+    return np.concatenate(features), np.concatenate(labels), extra_summary
+
+
+def _input_statistics(features: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of the model inputs, from up to 20,000 training examples."""
+    subset = np.random.default_rng(seed).permutation(len(features))[:20000]
+    sample = _as_model_input(features[np.sort(subset)]).astype(np.float32)
+    channel_axes = tuple(range(sample.ndim - 1))
+    return sample.mean(axis=channel_axes), sample.var(axis=channel_axes) + 1e-6
+
+
+def _fit(
+    model,
+    batches,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    n_classes: int,
+    train_config: TrainConfig,
+    progress: bool,
+) -> dict[str, list[float]]:
+    """Train the compiled model; returns Keras's per-epoch history.
+
+    With validation data (features, labels), training stops early and the model ends with the weights of
+    the best validation epoch; without, it runs every epoch and keeps the last weights (or their moving
+    average with --weight-averaging).
+    """
+    import keras
+
+    if validation is None:
+        return model.fit(batches, epochs=train_config.epochs, verbose=1 if progress else 0).history
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = Path(scratch) / "best.weights.h5"
+        callbacks = [
+            # validate and checkpoint the averaged weights (swapped in at each epoch's end)
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_config.weight_averaging else []),
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor="val_accuracy", save_best_only=True, save_weights_only=True
+            ),
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_config.patience),
+        ]
+        history = model.fit(
+            batches,
+            validation_data=(
+                _as_model_input(validation[0]).astype(np.float32),
+                np.eye(n_classes, dtype=np.float32)[validation[1]],
+            ),
+            epochs=train_config.epochs,
+            verbose=1 if progress else 0,
+            callbacks=callbacks,
+        )
+        model.load_weights(checkpoint)
+    return history.history
+
+
+def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainConfig) -> dict[str, Any]:
+    """The bundle's `serving` metadata: which views of an input are averaged, all within the training
+    augmentation. An audio clip shifted in time (training shifts spectrograms by up to a tenth of the
+    window); an image moved a few pixels, and both its mirrors when trained on mirrors."""
+    augmented = train_config.augment
+    audio = isinstance(preprocessing, AudioConfig)
+    return {
+        "average_mirrored": not audio and augmented and train_config.horizontal_flip,
+        "time_shift_frames": serving_time_shifts(preprocessing) if audio and augmented else [],
+        "pixel_shifts": serving_pixel_shifts(preprocessing) if not audio and augmented else [],
+    }
 
 
 def _compile(model, train_config: TrainConfig, steps: int):

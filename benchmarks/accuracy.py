@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from app.audio import decode_audio
-from app.augment import colored_noise, encode_webm_opus
+from app.augment import encode_webm_opus
 from app.bundle import read_metadata
 from app.config import train_config_from_dict
 from app.data import find_dataset, split_dataset
 from app.errors import OnePipeError
 from app.evaluate import evaluate_bundle
+from app.noise import BROADBAND_KINDS, make_noise
 from app.predict import Predictor
 
 # bundle name under --models-dir → folder name under DATA_ROOT
@@ -131,8 +132,9 @@ def evaluate_one(
 
 
 def as_recording(rng: np.random.Generator, waveform: np.ndarray, sample_rate: int) -> bytes:
-    """A clip as a browser would record it: in 2.5 s of quiet noise, 15 dB down, 48 kHz WebM/Opus."""
-    recording = colored_noise(rng, int(2.5 * sample_rate)) * 10 ** (-55 / 20)
+    """A clip as a browser would record it: in 2.5 s of quiet noise (−65 dBFS RMS), 15 dB down, 48 kHz WebM/Opus."""
+    kind = str(rng.choice(BROADBAND_KINDS))
+    recording = make_noise(kind, int(2.5 * sample_rate), rng, sample_rate) * 10 ** (-65 / 20)
     start = int(rng.integers(0, recording.size - waveform.size))
     recording[start : start + waveform.size] += waveform * 10 ** (-15 / 20)
     return encode_webm_opus(recording.astype(np.float32), sample_rate)

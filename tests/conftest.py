@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -39,5 +40,6 @@ def trained_models(tmp_path_factory, tone_dataset, shape_dataset) -> Path:
     models = tmp_path_factory.mktemp("models")
     recipe = TrainConfig(epochs=6, batch_size=16, augment_copies=1, patience=6, learning_rate=3e-3)
     train(tone_dataset, models / "tones", train_config=recipe, progress=False)
-    train(shape_dataset, models / "shapes", train_config=recipe, progress=False)
+    image_recipe = dataclasses.replace(recipe, rotation_degrees=5.0, random_erasing=0.25)
+    train(shape_dataset, models / "shapes", train_config=image_recipe, progress=False)
     return models

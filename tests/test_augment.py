@@ -6,7 +6,7 @@ import numpy as np
 from fixtures_data import tone
 
 from app.audio import audio_features, hertz_to_mel
-from app.augment import mix_up, spec_augment, warp_frequencies, waveform_variant
+from app.augment import erase_patches, jitter_images, mix_up, spec_augment, warp_frequencies, waveform_variant
 from app.config import AudioConfig
 
 CONFIG = AudioConfig()
@@ -65,3 +65,33 @@ def test_mixup_blends_inputs_and_targets_by_the_same_weight():
         )
     assert mixed.shape == batch.shape and mixed.dtype == np.float32
     np.testing.assert_allclose(mixed_targets.sum(axis=1), 1.0, atol=1e-6)  # still a distribution
+
+
+def test_random_erasing_fills_one_patch_per_chosen_image_with_noise():
+    batch = np.full((200, 32, 32, 3), 100.0, dtype=np.float32)
+    batch[:, 0, 0] = 0.0  # the value range noise is drawn from: 0–100
+    erased = erase_patches(np.random.default_rng(0), batch, probability=0.5)
+    changed = (erased != batch).any(axis=3)  # (batch, height, width)
+    hit = changed.any(axis=(1, 2))
+    assert 70 < hit.sum() < 130 and erased.shape == batch.shape and erased.dtype == batch.dtype
+    for image in changed[hit]:
+        rows, columns = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+        box = (rows[-1] - rows[0] + 1) * (columns[-1] - columns[0] + 1)
+        assert rows.size == rows[-1] - rows[0] + 1 and columns.size == columns[-1] - columns[0] + 1  # one block
+        assert 0.01 * 32 * 32 <= box <= 0.3 * 32 * 32
+    assert erased.min() >= 0.0 and erased.max() <= 100.0
+    assert np.array_equal(batch[1:, 0, 0], np.zeros((199, 3)))  # the input is left alone
+    np.testing.assert_array_equal(erase_patches(np.random.default_rng(0), batch, probability=0.0), batch)
+
+
+def test_image_jitter_scales_only_when_asked_to():
+    image = np.zeros((1, 33, 33, 1), dtype=np.float32)
+    image[0, 14:19, 14:19] = 1.0  # a 5 × 5 square in the middle
+
+    def jittered(zoom: float) -> list[np.ndarray]:
+        return [jitter_images(np.random.default_rng(seed), image, False, 0.0, zoom) for seed in range(5)]
+
+    moved, zoomed = jittered(0.0), jittered(0.3)
+    assert all(abs(float(m.sum()) - 25.0) < 1e-3 for m in moved)  # moved, same area
+    assert not all(np.array_equal(m, image) for m in moved)
+    assert max(abs(float(z.sum()) - 25.0) for z in zoomed) > 2.0  # scaled by up to ±30 %

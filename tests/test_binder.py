@@ -153,7 +153,7 @@ def test_post_build_installs_the_package_settings_and_examples(workspace, reposi
     assert installed["VoilaConfiguration"]["strip_sources"] is True
     assert installed["MappingKernelManager"]["cull_idle_timeout"] > 0
     assert "voila.server_extension" in json.dumps(_server_extensions(venv_bin))
-    # ... and the server loads them from there (it never reads the root jupyter_config.json in its working directory)
+    # ... and the server loads them from there (it never reads voila.json from its working directory)
     shown = subprocess.run(
         [str(venv_bin / "jupyter"), "server", "--show-config-json", *ROOT_FLAG],
         cwd=repository,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from app import features as features_module
@@ -29,17 +31,32 @@ def test_batch_extraction_matches_single_files_and_skips_bad_ones(tmp_path, tone
 def test_second_run_reads_the_cache(tmp_path, shape_dataset, monkeypatch):
     files = sorted(shape_dataset.glob("*/*.png"))
     config = ImageConfig(image_size=(28, 28), channels=1)
+    reads, decoded = [], []
+    original_read, original_decode = Path.read_bytes, features_module._read_example
+    monkeypatch.setattr(Path, "read_bytes", lambda path: reads.append(path) or original_read(path))
+    monkeypatch.setattr(
+        features_module, "_read_example", lambda path, *a: decoded.append(path) or original_decode(path, *a)
+    )
     first = extract_features(files, config, cache_dir=tmp_path, progress=False)
     assert list(tmp_path.glob("features-*.npz"))
-    decoded = []
-    original = features_module.load_examples
-    monkeypatch.setattr(features_module, "load_examples", lambda f, *a, **k: decoded.extend(f) or original(f, *a, **k))
+    assert sorted(reads) == files and sorted(decoded) == files  # a miss reads each file once
+    reads.clear(), decoded.clear()
     second = extract_features(files, config, cache_dir=tmp_path, progress=False)
-    assert decoded == []
+    assert decoded == [] and sorted(reads) == files  # a hit only reads the file to hash it
     np.testing.assert_array_equal(first.arrays, second.arrays)
     np.testing.assert_array_equal(second.arrays[3], load_image(files[3], config))
     other = extract_features(files, ImageConfig(image_size=(20, 20), channels=1), cache_dir=tmp_path, progress=False)
-    assert other.arrays.shape[1:] == (20, 20, 1) and len(decoded) == len(files)  # a new config misses the cache
+    assert other.arrays.shape[1:] == (20, 20, 1) and sorted(decoded) == files  # a new config misses the cache
+
+
+def test_a_partly_cached_list_keeps_its_order(tmp_path, shape_dataset):
+    files = sorted(shape_dataset.glob("*/*.png"))
+    config = ImageConfig(image_size=(28, 28), channels=1)
+    extract_features(files[::2], config, cache_dir=tmp_path, progress=False)
+    mixed = extract_features(files, config, cache_dir=tmp_path, progress=False)
+    uncached = extract_features(files, config, use_cache=False, progress=False)
+    np.testing.assert_array_equal(mixed.arrays, uncached.arrays)
+    assert mixed.kept.tolist() == list(range(len(files)))
 
 
 def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path, shape_dataset):

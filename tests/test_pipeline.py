@@ -131,6 +131,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
         ["--group-pattern", "no-group"],
         ["--clip-seconds", "0.01"],
         ["--mixup", "-0.1"],
+        ["--random-erasing", "1"],
+        ["--rotation", "-5"],
+        ["--zoom", "0.5"],
         ["--validation-percent", "100"],
         ["--test-percent", "nan"],
     ):
@@ -182,7 +185,9 @@ def test_an_image_bundle_averages_moved_and_mirrored_views(tmp_path, trained_mod
 
     moved = Predictor.load(trained_models / "shapes")
     step = round(min(moved.config.image_size) / 16)
-    shifts = [[step, 0], [-step, 0], [0, step], [0, -step]]
+    shifts = [[dy, dx] for dy in (step, -step, 0) for dx in (step, -step, 0) if dy or dx]
+    assert sorted(moved.metadata["serving"]["pixel_shifts"]) == sorted(shifts)
+    shifts = moved.metadata["serving"]["pixel_shifts"]
     assert moved.metadata["serving"] == {"average_mirrored": False, "time_shift_frames": [], "pixel_shifts": shifts}
     bare = _copy_with_serving(trained_models / "shapes", tmp_path / "bare", pixel_shifts=[])
     mirrored = _copy_with_serving(trained_models / "shapes", tmp_path / "mirrored", average_mirrored=True)

@@ -87,27 +87,6 @@ def test_bad_words_and_counts_are_rejected(tmp_path):
         synth.synthesize_dataset(tmp_path, words=["yes"], per_class=-1, progress=False)
 
 
-@pytest.mark.parametrize("kind", synth.NOISE_KINDS)
-def test_noise_has_unit_rms(kind):
-    noise = synth.make_noise(kind, 16000, np.random.default_rng(0))
-    assert noise.shape == (16000,) and noise.dtype == np.float32
-    assert np.sqrt(np.mean(noise.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-3)
-
-
-def test_coloured_noise_falls_with_frequency():
-    def low_to_high_power(kind: str) -> float:
-        power = np.abs(np.fft.rfft(synth.make_noise(kind, 16000, np.random.default_rng(1)))) ** 2
-        return power[50:500].mean() / power[4000:7000].mean()  # 50–500 Hz against 4–7 kHz
-
-    white, pink, brown = (low_to_high_power(kind) for kind in ("white", "pink", "brown"))
-    assert white < 2 < pink < brown
-
-
-def test_unknown_noise_kind():
-    with pytest.raises(InputError, match="noise kind"):
-        synth.make_noise("purple", 100, np.random.default_rng(0))
-
-
 def test_place_in_window_keeps_the_loudest_part_of_long_speech():
     long_speech = np.full(20000, 0.01, dtype=np.float32)
     long_speech[15000:16000] = 1.0

@@ -275,14 +275,12 @@ def test_notebook_is_one_title_cell_and_one_code_cell():
 
 
 def test_server_config_matches_the_upload_cap():
-    voila = json.loads((ROOT / "voila.json").read_text())
-    server = json.loads((ROOT / "jupyter_config.json").read_text())
-    for config, app in ((voila, "Voila"), (server, "ServerApp")):
-        assert config["VoilaConfiguration"]["strip_sources"] is True
-        assert config["VoilaConfiguration"]["show_tracebacks"] is False
-        assert config["MappingKernelManager"]["cull_idle_timeout"] > 0
-        allow = config["VoilaConfiguration"]["file_allowlist"]
-        assert all(re.fullmatch(pattern, "picture.png") for pattern in allow)
-        assert not any(re.fullmatch(pattern, "app.ipynb") for pattern in allow)
-        limit = config[app]["tornado_settings"]["websocket_max_message_size"]
-        assert MAX_UPLOAD_BYTES < limit <= MAX_UPLOAD_BYTES + 2 * 2**20
+    config = json.loads((ROOT / "voila.json").read_text())  # Binder's postBuild copies it to the server's config
+    assert config["VoilaConfiguration"]["strip_sources"] is True
+    assert config["VoilaConfiguration"]["show_tracebacks"] is False
+    assert config["MappingKernelManager"]["cull_idle_timeout"] > 0
+    allow = config["VoilaConfiguration"]["file_allowlist"]
+    assert all(re.fullmatch(pattern, "picture.png") for pattern in allow)
+    assert not any(re.fullmatch(pattern, "app.ipynb") for pattern in allow)
+    limit = config["Voila"]["tornado_settings"]["websocket_max_message_size"]
+    assert MAX_UPLOAD_BYTES < limit <= MAX_UPLOAD_BYTES + 2 * 2**20

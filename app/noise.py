@@ -1,0 +1,65 @@
+"""Generated background noise and mixing at a signal-to-noise ratio, for synthesis and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.errors import InputError
+
+NOISE_KINDS = ("white", "pink", "brown", "hum")
+BROADBAND_KINDS = ("white", "pink", "brown")
+
+
+def make_noise(
+    kind: str,
+    sample_count: int,
+    random: np.random.Generator,
+    sample_rate: int = 16000,
+    flat_below_hz: float = 20.0,
+) -> np.ndarray:
+    """Generated background noise with unit RMS.
+
+    Args:
+        kind: "white", "pink" (1/f power), "brown" (1/f² power) or "hum" (50 or 60 Hz mains with
+            harmonics and a little hiss).
+        sample_count: length in samples.
+        random: the random generator.
+        sample_rate: Hz, for the colour's and the hum's frequencies.
+        flat_below_hz: pink and brown noise stop rising below this frequency (no DC drift). With 0 they
+            rise down to the lowest frequency of the clip, where most of brown noise's power then lies,
+            below what a log-mel spectrogram hears: such noise is quieter than its RMS says.
+
+    Returns:
+        float32 (sample_count,) with RMS 1.
+    """
+    if kind == "white":
+        noise = random.standard_normal(sample_count)
+    elif kind in ("pink", "brown"):
+        spectrum = np.fft.rfft(random.standard_normal(sample_count))
+        frequencies = np.fft.rfftfreq(sample_count, d=1.0 / sample_rate)
+        frequencies[0] = frequencies[1] if sample_count > 1 else 1.0
+        exponent = 0.5 if kind == "pink" else 1.0  # amplitude ∝ f^-exponent
+        spectrum /= np.maximum(frequencies, flat_below_hz) ** exponent
+        noise = np.fft.irfft(spectrum, n=sample_count)
+    elif kind == "hum":
+        mains = random.choice([50.0, 60.0])
+        time = np.arange(sample_count) / sample_rate
+        phases = random.uniform(0, 2 * np.pi, size=5)
+        noise = sum(
+            (0.6**harmonic) * np.sin(2 * np.pi * mains * (harmonic + 1) * time + phases[harmonic])
+            for harmonic in range(5)
+        )
+        noise = noise + 0.05 * random.standard_normal(sample_count)
+    else:
+        raise InputError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
+    noise = np.asarray(noise, dtype=np.float64)
+    rms = np.sqrt(np.mean(noise**2)) if sample_count else 1.0
+    return (noise / max(rms, 1e-12)).astype(np.float32)
+
+
+def add_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """float32 signal (samples,) plus noise (samples,) scaled so that RMS(signal) / RMS(noise) is snr_db dB."""
+    signal_power = float(np.mean(signal.astype(np.float64) ** 2)) + 1e-12
+    noise_power = float(np.mean(noise.astype(np.float64) ** 2)) + 1e-12
+    scale = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
+    return (signal + scale * noise).astype(np.float32)

@@ -265,7 +265,7 @@ def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: 
         np.log10(decibels, out=decibels)
         decibels *= 10.0
         decibels -= decibels.max(axis=(1, 2), keepdims=True)
-        np.maximum(decibels, -config.top_db, out=output[start : start + chunk_size])
+        np.maximum(decibels, config.floor_db, out=output[start : start + chunk_size])
         if config.subtract_band_mean:
             output[start : start + chunk_size] -= output[start : start + chunk_size].mean(axis=1, keepdims=True)
     return output[0] if single else output

@@ -42,6 +42,11 @@ class AudioConfig:
         return 1 + (self.clip_samples - self.n_fft) // self.hop_length
 
     @property
+    def floor_db(self) -> float:
+        """The level of silence in a spectrogram: -top_db dB (before any band mean is removed)."""
+        return -self.top_db
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         """Model input shape (time, n_mels, 1)."""
         return (self.n_frames, self.n_mels, 1)

@@ -48,7 +48,7 @@ class Predictor:
             "time_shift_frames": [] if image else [int(s) for s in serving.get("time_shift_frames", [])],
             "pixel_shifts": [[int(dy), int(dx)] for dy, dx in serving.get("pixel_shifts", [])] if image else [],
         }
-        self._floor_db = -self.config.top_db if isinstance(self.config, AudioConfig) else 0.0  # silence, dB
+        self._floor_db = self.config.floor_db if isinstance(self.config, AudioConfig) else 0.0
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:

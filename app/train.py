@@ -130,7 +130,7 @@ class _Batches:
                     if isinstance(preprocessing, AudioConfig):
                         if train_config.frequency_warp > 0:
                             batch = warp_frequencies(self.rng, batch, preprocessing, train_config.frequency_warp)
-                        batch = spec_augment(self.rng, batch, -preprocessing.top_db)
+                        batch = spec_augment(self.rng, batch, preprocessing.floor_db)
                     else:
                         batch = jitter_images(
                             self.rng,
@@ -223,7 +223,7 @@ def train(
 
     held_out = [(name, *arrays[name]) for name in ("test", "validation") if len(arrays[name][0])]
     serving = serving_views(preprocessing, train_config)
-    floor_db = -preprocessing.top_db if isinstance(preprocessing, AudioConfig) else 0.0
+    floor_db = preprocessing.floor_db if isinstance(preprocessing, AudioConfig) else 0.0
 
     def predict(features: np.ndarray) -> np.ndarray:  # as the Predictor serves the bundle
         views = input_views(_as_model_input(features).astype(np.float32), serving, floor_db)

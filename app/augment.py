@@ -2,7 +2,8 @@
 
 Waveform variants (made once per run) imitate what a microphone adds: the word anywhere in the
 window, faster or slower speech, background noise at random loudness, and a browser's Opus codec.
-Batch augmentation (every epoch) adds SpecAugment masks and small time shifts for spectrograms, and
+Batch augmentation (every epoch) adds SpecAugment masks and small time shifts for spectrograms (and,
+when asked for, frequency warping and time stretching), and
 small affine jitter (optionally flips and random erasing) for images; mixup, when asked for, blends
 examples of both kinds.
 """
@@ -102,6 +103,27 @@ def spec_augment(rng: np.random.Generator, batch: np.ndarray, floor_db: float) -
             start = int(rng.integers(0, n_mels - height + 1))
             example[:, start : start + height] = fill
     return output
+
+
+def stretch_time(rng: np.random.Generator, batch: np.ndarray, floor_db: float, max_stretch: float) -> np.ndarray:
+    """Tempo perturbation of (batch, time, n_mels[, 1]) log-mel spectrograms: each one's time axis is
+    stretched about the window's centre by its own random factor in [1 / (1 + max_stretch), 1 + max_stretch]
+    (slower or faster speech at the same pitch and formants), by linear interpolation between frames;
+    frames whose source lies outside the window are silence (floor_db)."""
+    n_frames = batch.shape[1]
+    centre = (n_frames - 1) / 2
+    factors = np.exp(rng.uniform(-np.log1p(max_stretch), np.log1p(max_stretch), size=(batch.shape[0], 1)))
+    source = centre + (np.arange(n_frames)[None, :] - centre) / factors  # (batch, time) fractional frame
+    outside = (source < 0) | (source > n_frames - 1)
+    source = np.clip(source, 0.0, n_frames - 1.0)
+    lower = np.floor(source).astype(np.int64)
+    upper = np.minimum(lower + 1, n_frames - 1)
+    weight = (source - lower).astype(batch.dtype)
+    shape = (batch.shape[0], n_frames) + (1,) * (batch.ndim - 2)
+    before = np.take_along_axis(batch, lower.reshape(shape), axis=1)
+    after = np.take_along_axis(batch, upper.reshape(shape), axis=1)
+    stretched = before + weight.reshape(shape) * (after - before)
+    return np.where(outside.reshape(shape), np.asarray(floor_db, batch.dtype), stretched)
 
 
 def warp_frequencies(rng: np.random.Generator, batch: np.ndarray, config: AudioConfig, max_warp: float) -> np.ndarray:

@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="audio: scale each spectrogram's frequencies by up to ±FRACTION per epoch (e.g. 0.1)",
     )
     train.add_argument(
+        "--time-stretch",
+        type=_warp_fraction,
+        metavar="FRACTION",
+        help="audio: make each spectrogram up to (1 + FRACTION) times longer or shorter per epoch (e.g. 0.3)",
+    )
+    train.add_argument(
         "--weight-averaging", action="store_true", help="keep a moving average of the weights (EMA) and ship it"
     )
     train.add_argument("--horizontal-flip", action="store_true", help="images: random left-right flips")
@@ -213,6 +219,7 @@ def _train(args: argparse.Namespace) -> int:
         noise_from_silence=True if args.noise_from_silence else None,
         weight_averaging=True if args.weight_averaging else None,
         frequency_warp=args.frequency_warp,
+        time_stretch=args.time_stretch,
         mixup=args.mixup,
         augment=False if args.no_augment else None,
         augment_copies=args.augment_copies,

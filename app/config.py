@@ -116,6 +116,9 @@ class TrainConfig:
     # Audio: largest relative frequency-axis warp per spectrogram and epoch (vocal-tract length
     # perturbation, for speakers unlike the training ones); 0 turns it off.
     frequency_warp: float = 0.0
+    # Audio: largest relative time stretch per spectrogram and epoch (faster or slower speech at the same
+    # pitch); 0 turns it off.
+    time_stretch: float = 0.0
     # Validate, keep and ship an exponential moving average of the weights (Polyak averaging).
     weight_averaging: bool = False
     # Mixup: each training example is blended with another of its batch, inputs and one-hot targets alike,

@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 
 from app.audio import decode_audio, log_mel_spectrogram, serving_time_shifts
-from app.augment import erase_patches, jitter_images, mix_up, spec_augment, warp_frequencies, waveform_variant
+from app.augment import (
+    erase_patches,
+    jitter_images,
+    mix_up,
+    spec_augment,
+    stretch_time,
+    warp_frequencies,
+    waveform_variant,
+)
 from app.bundle import FORMAT_VERSION, write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
 from app.data import Dataset, find_dataset, speaker_key, split_dataset
@@ -130,6 +138,8 @@ class _Batches:
                     if isinstance(preprocessing, AudioConfig):
                         if train_config.frequency_warp > 0:
                             batch = warp_frequencies(self.rng, batch, preprocessing, train_config.frequency_warp)
+                        if train_config.time_stretch > 0:
+                            batch = stretch_time(self.rng, batch, preprocessing.floor_db, train_config.time_stretch)
                         batch = spec_augment(self.rng, batch, preprocessing.floor_db)
                     else:
                         batch = jitter_images(

@@ -6,7 +6,15 @@ import numpy as np
 from fixtures_data import tone
 
 from app.audio import audio_features, hertz_to_mel
-from app.augment import erase_patches, jitter_images, mix_up, spec_augment, warp_frequencies, waveform_variant
+from app.augment import (
+    erase_patches,
+    jitter_images,
+    mix_up,
+    spec_augment,
+    stretch_time,
+    warp_frequencies,
+    waveform_variant,
+)
 from app.config import AudioConfig
 
 CONFIG = AudioConfig()
@@ -28,6 +36,21 @@ def test_frequency_warp_moves_a_tone_by_the_drawn_factor():
     assert warped.shape == batch.shape and warped.dtype == batch.dtype
     unchanged = warp_frequencies(np.random.default_rng(0), batch[..., None], CONFIG, max_warp=0.0)
     np.testing.assert_allclose(unchanged[..., 0], batch, atol=1e-4)  # with a channel axis too
+
+
+def test_time_stretch_lengthens_or_shortens_a_word_about_the_centre_by_the_drawn_factor():
+    floor = CONFIG.floor_db
+    batch = np.full((6, 97, CONFIG.n_mels), floor, np.float32)
+    batch[:, 38:59] = 0.0  # a 21-frame word around the centre frame 48
+    stretched = stretch_time(np.random.default_rng(5), batch, floor, max_stretch=0.3)
+    factors = np.exp(np.random.default_rng(5).uniform(-np.log(1.3), np.log(1.3), size=6))  # its first draw
+    for spectrogram, factor in zip(stretched, factors, strict=True):
+        sounding = np.flatnonzero(spectrogram[:, 0] > floor / 2)
+        assert abs(len(sounding) - 21 * factor) <= 2, factor
+        assert abs((sounding[0] + sounding[-1]) / 2 - 48) <= 1  # still centred
+        assert np.all(spectrogram[: sounding[0] - 1] == floor)  # silence around it stays silence
+    assert stretched.shape == batch.shape and stretched.dtype == batch.dtype
+    assert np.array_equal(stretch_time(np.random.default_rng(0), batch[..., None], floor, 0.0)[..., 0], batch)
 
 
 def test_spec_augment_keeps_shape_and_masks_with_the_clip_mean():

@@ -94,13 +94,13 @@ def test_a_final_model_trains_on_every_file(tmp_path, tone_dataset):
     result = run_cli(
         "train", tone_dataset, "--out", bundle, "--epochs", "3", "--batch-size", "16", "--quiet",
         "--validation-percent", "0", "--test-percent", "0", "--weight-averaging", "--augment-copies", "0",
-        "--mixup", "0.2",
+        "--mixup", "0.2", "--time-stretch", "0.2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     metadata = read_metadata(bundle)
     assert metadata["data"]["split"] == {"train": 72, "validation": 0, "test": 0}
     assert metadata["training"]["epochs_run"] == 3 and metadata["training"]["best_epoch"] is None
-    assert metadata["training"]["config"]["mixup"] == 0.2
+    assert metadata["training"]["config"]["mixup"] == 0.2 and metadata["training"]["config"]["time_stretch"] == 0.2
     assert "val_accuracy" not in metadata["training"]["history"]
     assert metadata["metrics"]["evaluated_on"] is None and set(metadata["metrics"]) == {
         "evaluated_on",
@@ -126,6 +126,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
         ["--epochs", "0"],
         ["--frequency-warp", "0.7"],
         ["--frequency-warp", "nan"],
+        ["--time-stretch", "-0.1"],
         ["--augment-copies", "-1"],
         ["--group-pattern", "("],
         ["--group-pattern", "no-group"],

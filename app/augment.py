@@ -3,9 +3,8 @@
 Waveform variants (made once per run) imitate what a microphone adds: the word anywhere in the
 window, faster or slower speech, background noise at random loudness, and a browser's Opus codec.
 Batch augmentation (every epoch) adds SpecAugment masks and small time shifts for spectrograms (and,
-when asked for, frequency warping and time stretching), and
-small affine jitter (optionally flips and random erasing) for images; mixup, when asked for, blends
-examples of both kinds.
+when asked for, frequency warping and time stretching), and small affine jitter (optionally flips and
+random erasing) for images; mixup, when asked for, blends examples of both kinds.
 """
 
 from __future__ import annotations

@@ -114,14 +114,8 @@ def stretch_time(rng: np.random.Generator, batch: np.ndarray, floor_db: float, m
     factors = np.exp(rng.uniform(-np.log1p(max_stretch), np.log1p(max_stretch), size=(batch.shape[0], 1)))
     source = centre + (np.arange(n_frames)[None, :] - centre) / factors  # (batch, time) fractional frame
     outside = (source < 0) | (source > n_frames - 1)
-    source = np.clip(source, 0.0, n_frames - 1.0)
-    lower = np.floor(source).astype(np.int64)
-    upper = np.minimum(lower + 1, n_frames - 1)
-    weight = (source - lower).astype(batch.dtype)
+    stretched = _interpolate_along(batch, source, axis=1)
     shape = (batch.shape[0], n_frames) + (1,) * (batch.ndim - 2)
-    before = np.take_along_axis(batch, lower.reshape(shape), axis=1)
-    after = np.take_along_axis(batch, upper.reshape(shape), axis=1)
-    stretched = before + weight.reshape(shape) * (after - before)
     return np.where(outside.reshape(shape), np.asarray(floor_db, batch.dtype), stretched)
 
 
@@ -138,14 +132,22 @@ def warp_frequencies(rng: np.random.Generator, batch: np.ndarray, config: AudioC
     centre_hz = mel_to_hertz(centres)
     factors = rng.uniform(1.0 - max_warp, 1.0 + max_warp, size=(batch.shape[0], 1))
     source = (hertz_to_mel(centre_hz[None, :] / factors) - centres[0]) / (centres[1] - centres[0])
-    source = np.clip(source, 0.0, n_mels - 1.0)  # (batch, n_mels) fractional band index
+    return _interpolate_along(batch, source, axis=2)  # source: (batch, n_mels) fractional band index
+
+
+def _interpolate_along(batch: np.ndarray, source: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of (batch, …) arrays along axis 1 or 2 at fractional indices source, of shape
+    (batch, batch.shape[axis]); indices outside the axis take the edge value."""
+    length = batch.shape[axis]
+    source = np.clip(source, 0.0, length - 1.0)
     lower = np.floor(source).astype(np.int64)
-    upper = np.minimum(lower + 1, n_mels - 1)
+    upper = np.minimum(lower + 1, length - 1)
     weight = (source - lower).astype(batch.dtype)
-    shape = (batch.shape[0], 1, n_mels) + (1,) * (batch.ndim - 3)
-    below = np.take_along_axis(batch, lower.reshape(shape), axis=2)
-    above = np.take_along_axis(batch, upper.reshape(shape), axis=2)
-    return below + weight.reshape(shape) * (above - below)
+    shape = [batch.shape[0]] + [1] * (batch.ndim - 1)
+    shape[axis] = length
+    before = np.take_along_axis(batch, lower.reshape(shape), axis=axis)
+    after = np.take_along_axis(batch, upper.reshape(shape), axis=axis)
+    return before + weight.reshape(shape) * (after - before)
 
 
 def jitter_images(

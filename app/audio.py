@@ -22,7 +22,7 @@ import numpy as np
 import scipy.fft
 import scipy.io.wavfile
 
-from app.config import AudioConfig
+from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig
 from app.errors import InputError
 from app.sources import Source, describe_source, read_source_bytes
 
@@ -72,8 +72,10 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
         if "Unknown wave file format" in str(error) or "not supported" in str(error):
             return None
         raise InputError(f"{describe_source(source)} is not a readable WAV file ({error}); {EXPECTED_AUDIO}") from None
-    except Exception as error:
-        raise InputError(f"{describe_source(source)} is a damaged WAV file ({error}); {EXPECTED_AUDIO}") from None
+    except Exception:  # SciPy fails in many ways on a damaged header; its messages name its internals
+        raise InputError(
+            f"{describe_source(source)} is a damaged WAV file (its header or chunks are broken); {EXPECTED_AUDIO}"
+        ) from None
     if samples.ndim == 2 and samples.shape[1] == 0:
         raise InputError(f"{describe_source(source)} has zero audio channels; {EXPECTED_AUDIO}")
     _check_rate(file_rate, source)
@@ -85,9 +87,6 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
     if waveform.ndim == 2:
         waveform = waveform.mean(axis=1)
     return _finish(resample(waveform, file_rate, sample_rate), source)
-
-
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000  # Hz; outside this a header is damaged or hostile
 
 
 def _check_rate(file_rate: int, source: AudioSource) -> None:
@@ -112,16 +111,18 @@ def _canonical_pcm16(data: bytes, max_seconds: float) -> np.ndarray | None:
 
 
 def _to_float(samples: np.ndarray) -> np.ndarray:
-    """Integer or float PCM samples as float32 in [-1, 1] (8-bit WAV is unsigned)."""
-    if samples.dtype == np.uint8:
-        return (samples.astype(np.float32) - 128.0) / 128.0
+    """Integer or float PCM samples as float32 in [-1, 1] (8-bit WAV is unsigned: silence is 128)."""
+    if np.issubdtype(samples.dtype, np.unsignedinteger):
+        middle = float(2 ** (8 * samples.dtype.itemsize - 1))
+        return ((samples.astype(np.float64) - middle) / middle).astype(np.float32)
     if np.issubdtype(samples.dtype, np.integer):
         return samples.astype(np.float32) / float(-np.iinfo(samples.dtype).min)
     return samples.astype(np.float32, copy=False)
 
 
 def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray:
-    """Decode with FFmpeg (PyAV), which also mixes to mono and resamples."""
+    """Decode with FFmpeg (PyAV), which also resamples; channels are averaged to mono here, as for WAV
+    (FFmpeg's own downmix adds stereo channels at +3 dB, which would clip loud recordings)."""
     import av  # PyAV loads FFmpeg's libraries; imported on first use only
 
     max_samples = int(max_seconds * sample_rate)
@@ -130,18 +131,18 @@ def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source:
             if not container.streams.audio:
                 raise InputError(f"{describe_source(source)} has no audio stream; {EXPECTED_AUDIO}")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # planar: (channels, samples)
             chunks: list[np.ndarray] = []
             total = 0
             for frame in container.decode(stream):
                 for resampled in resampler.resample(frame):
-                    chunk = resampled.to_ndarray().reshape(-1)
+                    chunk = resampled.to_ndarray().mean(axis=0, dtype=np.float32)
                     chunks.append(chunk)
                     total += chunk.size
                 if total > max_samples:
                     raise InputError(f"{describe_source(source)} lasts more than {max_seconds:.0f} s; shorten it")
             for resampled in resampler.resample(None):
-                chunks.append(resampled.to_ndarray().reshape(-1))
+                chunks.append(resampled.to_ndarray().mean(axis=0, dtype=np.float32))
     except InputError:
         raise
     except (av.FFmpegError, ValueError, IndexError, OSError, UnicodeDecodeError) as error:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from app.errors import InputError, OnePipeError
 
 USAGE_ERROR = 2
@@ -64,6 +65,11 @@ _warp_fraction = _bounded(float, 0.0, 0.5, "a fraction from 0 to below 0.5 such 
 _percent = _bounded(float, 0.0, 100.0, "a percentage from 0 to below 100")
 _degrees = _bounded(float, 0.0, 180.0, "an angle in degrees from 0 to below 180 such as 10")
 _probability = _bounded(float, 0.0, 1.0, "a probability from 0 to below 1 such as 0.5")
+_seed = _bounded(int, 0, 2**32, "a whole number from 0 to 4294967295")
+_sample_rate = _bounded(
+    int, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE + 1, f"a rate in Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} such as 16000"
+)
+_clip_seconds = _bounded(float, 0.1, 30.0, "seconds from 0.1 to below 30 such as 1.0")
 _mixup_alpha = _bounded(float, 0.0, 10.0, "a Beta distribution parameter from 0 to below 10 such as 0.2")
 
 
@@ -102,14 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--epochs", type=_positive_int, help="maximum epochs (early stopping may end sooner)")
     train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=_seed)
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--patience", type=_positive_int, help="epochs without validation gain before stopping")
     train.add_argument(
         "--validation-percent",
         type=_percent,
-        help="share of speakers (or files) that chooses the best epoch (default 10); 0 trains on every file "
-        "for all --epochs and keeps the last weights, for a final model once the recipe is measured",
+        help="share of speakers (or files) that chooses the best epoch (default 10); 0: train for all --epochs "
+        "and keep the last weights; with --test-percent 0 as well, on every file (list files ignored), for a "
+        "final model once the recipe is measured",
     )
     train.add_argument(
         "--test-percent", type=_percent, help="share of speakers (or files) scored at the end (default 10)"
@@ -168,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--channels", type=int, choices=(1, 3), help="images: 1 grey or 3 RGB (default: from the data)")
     train.add_argument("--background", choices=("dark", "light", "none"), help="images: background of the data")
     train.add_argument("--center-content", action="store_true", help="images: crop and centre strokes (digits)")
-    train.add_argument("--sample-rate", type=int, help="audio: Hz (default 16000)")
-    train.add_argument("--clip-seconds", type=float, help="audio: window length (default 1.0)")
+    train.add_argument("--sample-rate", type=_sample_rate, help="audio: Hz (default 16000)")
+    train.add_argument("--clip-seconds", type=_clip_seconds, help="audio: window length (default 1.0)")
     train.add_argument("--n-mels", type=_positive_int, help="audio: mel bands (default 40)")
     train.add_argument("--n-fft", type=_positive_int, help="audio: samples per STFT frame (default 512 at 16 kHz)")
     train.add_argument("--hop-length", type=_positive_int, help="audio: samples between frames (default 160 at 16 kHz)")

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000  # Hz; outside this a header is damaged or hostile
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".aiff", ".aif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -52,6 +53,14 @@ class AudioConfig:
         return (self.n_frames, self.n_mels, 1)
 
     def __post_init__(self) -> None:
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample_rate {self.sample_rate} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
+        if self.n_fft < 2 or self.hop_length < 1 or self.n_mels < 1:
+            raise ValueError(
+                f"n_fft {self.n_fft}, hop_length {self.hop_length} and n_mels {self.n_mels} must be at least 2, 1 and 1"
+            )
+        if not 0 <= self.f_min < self.f_max:
+            raise ValueError(f"f_min {self.f_min} Hz must be at least 0 and below f_max {self.f_max} Hz")
         if self.f_max > self.sample_rate / 2:
             raise ValueError(f"f_max {self.f_max} Hz is above the Nyquist frequency {self.sample_rate / 2} Hz")
         if self.clip_samples < self.n_fft:
@@ -95,7 +104,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     patience: int = 15  # epochs without validation-accuracy gain before stopping
     validation_percent: float = 10.0  # of files, by hashed name, when no validation_list.txt
-    test_percent: float = 10.0  # of files, by hashed name, when no testing_list.txt
+    test_percent: float = 10.0  # of files, by hashed name, when no testing_list.txt; 0 and 0: every file trains
     # Prefixed to each name before hashing. "" reproduces TensorFlow's Speech Commands split; a data
     # set that is itself one of those splits (e.g. the official test set) needs another salt.
     split_salt: str = ""

@@ -3,7 +3,8 @@
 The split follows TensorFlow's speech_commands `which_set()`: a file's set is decided by a hash of
 its name with everything from `_nohash_` on removed, so one speaker's clips stay together and a
 file keeps its set as the dataset grows. `validation_list.txt` and `testing_list.txt` at the root
-(Speech Commands) take precedence.
+(Speech Commands; MNIST and CIFAR-10 as downloaded have a test list only) take precedence for their
+set; a set without a list is still drawn by the hash from the unlisted files.
 
 Example:
     >>> from app.data import find_dataset
@@ -151,25 +152,30 @@ def split_dataset(
     """Indices of `dataset.files` per split.
 
     Named groups (speaker keys, see `speaker_key`) come first: when `validation_groups` or `test_groups`
-    is given, exactly those speakers are validation or test and everyone else trains. Otherwise list
-    files at the root, then the hash.
+    is given, exactly those speakers are validation or test and everyone else trains. Otherwise a list
+    file at the root decides its set (validation_list.txt, testing_list.txt) and the hash the rest, with
+    the percentage of a listed set taken as 0. Both percentages 0 put every file in training, lists or
+    not (a final model on all the data).
     """
     listed: dict[str, str] = {}
+    listed_splits: set[str] = set()
     for split, list_name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
         list_path = dataset.root / list_name
-        if list_path.is_file():
+        if list_path.is_file() and (validation_percent or test_percent):
+            listed_splits.add(split)
             for line in list_path.read_text().splitlines():
                 if line.strip():
                     listed[line.strip()] = split
+    validation_percent = 0.0 if "validation" in listed_splits else validation_percent
+    test_percent = 0.0 if "test" in listed_splits else test_percent
     indices: dict[str, list[int]] = {split: [] for split in SPLITS}
     named = {**{group: "validation" for group in validation_groups}, **{group: "test" for group in test_groups}}
     for index, path in enumerate(dataset.files):
-        relative = path.relative_to(dataset.root).as_posix()
         if named:
             split = named.get(speaker_key(path, group_pattern), "train")
-        elif listed:
-            split = listed.get(relative, "train")
         else:
-            split = which_set(path, validation_percent, test_percent, group_pattern, salt)
+            split = listed.get(path.relative_to(dataset.root).as_posix()) or which_set(
+                path, validation_percent, test_percent, group_pattern, salt
+            )
         indices[split].append(index)
     return indices

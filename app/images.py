@@ -32,7 +32,8 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
         config: target size, channels and content handling.
 
     Raises:
-        InputError: empty, corrupt, not an image, or more than `config.max_pixels` pixels.
+        InputError: empty, corrupt, not an image, an unconvertible colour mode, or more than
+            `config.max_pixels` pixels.
     """
     if isinstance(source, Image.Image):
         image = ImageOps.exif_transpose(source)
@@ -40,7 +41,15 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
         image = _from_array(source)
     else:
         image = _open(source, config)
-    image = _to_mode(image, "L" if config.channels == 1 else "RGB")
+    mode = "L" if config.channels == 1 else "RGB"
+    try:
+        image = _to_mode(image, mode)
+    except (ValueError, OSError):  # e.g. LAB or HSV, which Pillow cannot convert to RGB
+        name = "the image" if isinstance(source, (Image.Image, np.ndarray)) else describe_source(source)
+        raise InputError(
+            f"{name} uses the {image.mode} colour mode, which cannot be converted to {mode}; "
+            "expected an RGB, grey, palette, CMYK or 16-bit image"
+        ) from None
     if config.background is not None:
         image = _match_background(image, config.background)
     if config.center_content:
@@ -111,7 +120,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
-    """Palette, alpha, CMYK, 16-bit and grey images as 8-bit "L" or "RGB"; transparency over white."""
+    """Palette, alpha, CMYK, LAB, 16-bit and grey images as 8-bit "L" or "RGB"; transparency over white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         peak = array.max() if array.max() > 255 else 255.0
@@ -125,7 +134,12 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    return image.convert(mode) if image.mode != mode else image
+    if image.mode == mode:
+        return image
+    try:
+        return image.convert(mode)
+    except ValueError:  # Pillow converts some modes (LAB) to RGB only
+        return image.convert("RGB").convert(mode)
 
 
 def _match_background(image: Image.Image, background: str) -> Image.Image:

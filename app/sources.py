@@ -24,12 +24,14 @@ def read_source_bytes(source: Source, expected: str) -> bytes:
         expected: what the caller accepts, for the message ("expected audio: wav, flac, …").
 
     Raises:
-        InputError: the file is missing or empty.
+        InputError: the file is missing, a folder or empty.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; {expected}")
         if not path.is_file():
             raise InputError(f"no such file: {path}")
         data = path.read_bytes()

@@ -30,13 +30,15 @@ def wav_bytes(samples: np.ndarray, sample_rate: int = RATE) -> bytes:
 
 
 def encode_with_pyav(waveform: np.ndarray, container_format: str, codec: str, rate: int, channels: int = 1) -> bytes:
-    """Encode a mono float waveform (at `rate`) with FFmpeg; channels > 1 duplicates it."""
-    layout = {1: "mono", 2: "stereo", 3: "2.1"}[channels]
+    """Encode a float waveform (at `rate`) with FFmpeg: (samples,) mono, duplicated when channels > 1, or
+    (channels, samples)."""
+    planar = np.repeat(waveform[None, :], channels, axis=0) if waveform.ndim == 1 else waveform
+    planar = planar.astype(np.float32)
+    layout = {1: "mono", 2: "stereo", 3: "2.1"}[planar.shape[0]]
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.layout = layout
-        planar = np.repeat(waveform[None, :], channels, axis=0).astype(np.float32)
         frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
         frame.sample_rate = rate
         for packet in stream.encode(frame):
@@ -78,6 +80,14 @@ def test_stereo_wav_at_44100_is_resampled_and_mixed():
     waveform = decode_audio(wav_bytes((stereo * 32767).astype(np.int16), 44100), RATE)
     assert abs(waveform.size - RATE) <= 1
     assert abs(dominant_frequency(waveform) - 440) < 20
+
+
+def test_loud_stereo_is_averaged_the_same_way_from_wav_and_flac():
+    channels = np.stack([0.95 * A440 / np.abs(A440).max(), 0.25 * A440 / np.abs(A440).max()])
+    from_wav = decode_audio(wav_bytes((channels.T * 32767).astype(np.int16)), RATE)
+    from_flac = decode_audio(encode_with_pyav(channels, "flac", "flac", RATE), RATE)
+    assert abs(np.abs(from_wav).max() - 0.6) < 0.01  # the mean of the channels: no +3 dB downmix, no clipping
+    assert np.max(np.abs(from_flac - from_wav)) < 0.001
 
 
 @pytest.mark.parametrize(
@@ -138,8 +148,9 @@ def _nan_wav() -> bytes:
         (b"%PDF-1.7\n" + bytes(range(256)) * 40, "could not be decoded as audio"),
         (wav_bytes(np.zeros(0, np.int16)), "no audio samples"),
         (_absurd_rate_wav(), "sample rate of 16,000,001 Hz"),
+        (b"RIFF\0\0\0\0WAVE" + b"junk" * 12, "damaged WAV file \\(its header or chunks are broken\\)"),
     ],
-    ids=["empty", "truncated-header", "zero-channels", "nan-samples", "pdf", "no-samples", "absurd-rate"],
+    ids=["empty", "truncated-header", "zero-channels", "nan-samples", "pdf", "no-samples", "absurd-rate", "no-fmt"],
 )
 def test_bad_audio_gives_a_clear_input_error(data, message):
     with pytest.raises(InputError, match=message) as raised:
@@ -153,6 +164,13 @@ def test_integer_waveform_arrays_keep_their_level():
     difference = np.abs(audio_features(as_int64, config) - audio_features(A440, config))
     assert difference.mean() < 0.25 and difference.max() < 3.0  # only rounding to integers differs
     assert np.max(np.abs(validate_waveform(as_int64))) > 0.9  # not mistaken for silence
+
+
+def test_unsigned_waveform_arrays_are_centred_on_their_middle_value():
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        middle = 2 ** (8 * np.dtype(dtype).itemsize - 1)
+        samples = (middle + A440 * (middle - 1)).astype(dtype)
+        assert np.max(np.abs(validate_waveform(samples) - A440)) < 0.02  # uint8 steps are 1/128
 
 
 def test_too_long_audio_is_rejected_before_it_fills_memory():
@@ -214,3 +232,17 @@ def test_mel_filterbank_matches_tensorflow():
     tf = pytest.importorskip("tensorflow")
     reference = tf.signal.linear_to_mel_weight_matrix(40, 257, 16000, 20.0, 7600.0).numpy()
     np.testing.assert_allclose(mel_filterbank(16000, 512, 40, 20.0, 7600.0), reference, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"sample_rate": 8, "n_fft": 2, "hop_length": 1, "f_max": 4.0}, "outside 1000–384000 Hz"),
+        ({"hop_length": 0}, "hop_length 0"),
+        ({"f_min": 8000.0}, "below f_max"),
+        ({"sample_rate": 8000}, "Nyquist"),
+    ],
+)
+def test_impossible_audio_configs_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        AudioConfig(**options)

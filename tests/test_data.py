@@ -68,6 +68,22 @@ def test_list_files_take_precedence(tmp_path):
     assert as_names["validation"] == ["up/00000000_nohash_0.wav"]
     assert as_names["test"] == ["down/00000001_nohash_0.wav"]
     assert len(as_names["train"]) == 6
+    assert {k: len(v) for k, v in split_dataset(dataset, 0, 0).items()} == {"train": 8, "validation": 0, "test": 0}
+
+
+def test_a_test_list_alone_leaves_validation_to_the_hash(tmp_path):
+    """As `data download mnist` and `cifar10` write them: testing_list.txt only."""
+    for name in ("up", "down"):
+        for n in range(50):
+            write_wav(tmp_path / name / f"{n:08x}_nohash_0.wav", tone(440, seconds=0.05))
+    listed = [f"{name}/{n:08x}_nohash_0.wav" for name in ("up", "down") for n in range(10)]
+    (tmp_path / "testing_list.txt").write_text("\n".join(listed))
+    dataset = find_dataset(tmp_path)
+    splits = split_dataset(dataset, 10, 10)
+    as_names = {k: {dataset.files[i].relative_to(tmp_path).as_posix() for i in v} for k, v in splits.items()}
+    assert as_names["test"] == set(listed)
+    assert 0 < len(as_names["validation"]) < 40 and not as_names["validation"] & set(listed)  # ~10 % of 80 by hash
+    assert len(as_names["train"]) == 100 - 20 - len(as_names["validation"])
 
 
 def test_bundles_are_replaced_only_when_asked_and_only_bundles(tmp_path):

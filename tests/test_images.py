@@ -37,12 +37,12 @@ def test_common_formats_load_as_the_model_input(fmt):
     assert centre[0] > 200 and centre[1] < 80 and centre[2] < 80
 
 
-@pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "CMYK", "I;16", "1", "L"])
+@pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "CMYK", "LAB", "I;16", "1", "L"])
 def test_every_mode_converts_to_the_model_channels(mode):
     source = red_square()
     image = source.convert("L").convert("I;16") if mode == "I;16" else source.convert(mode)
     for config, channels in ((GREY, 1), (RGB, 3)):
-        array = load_image(encode(image, "TIFF" if mode in ("CMYK", "I;16") else "PNG"), config)
+        array = load_image(encode(image, "TIFF" if mode in ("CMYK", "LAB", "I;16") else "PNG"), config)
         assert array.shape[-1] == channels
 
 
@@ -122,6 +122,16 @@ def _bomb() -> bytes:
 def test_bad_images_give_a_clear_input_error(data, message):
     with pytest.raises(InputError, match=message):
         load_image(data, RGB)
+
+
+def test_a_colour_mode_pillow_cannot_convert_is_an_input_error():
+    with pytest.raises(InputError, match="La colour mode"):  # premultiplied grey and alpha
+        load_image(Image.new("La", (20, 20)), GREY)
+
+
+def test_a_folder_is_not_an_image(tmp_path):
+    with pytest.raises(InputError, match="is a folder"):
+        load_image(tmp_path, RGB)
 
 
 def test_default_pillow_bomb_limit_is_also_an_input_error():

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -110,6 +111,22 @@ def test_gallery_click_then_predict_shows_the_image_the_model_saw(dashboard, sha
         assert_same_predictions(tab.result.predictions, shape_predictor(path))
         features = shape_predictor.preprocess(path)
         assert np.array_equal(picture_of(tab.result), features[:, :, 0])
+
+
+def test_an_unreadable_sample_is_left_out_of_the_gallery(ui_models, tmp_path):
+    shutil.copytree(ui_models / "shapes", tmp_path / "shapes")
+    first_class = sorted(p for p in (tmp_path / "shapes" / "samples").iterdir())[0]
+    (first_class / "0-broken.png").write_bytes(b"not a png")  # sorts first in its class
+    tab = build_dashboard(tmp_path).images
+    assert len(tab.thumbnails) == len(tab.thumbnail_files) == 6
+    assert all(path.name != "0-broken.png" for _, path in tab.thumbnail_files)
+    for index, button in enumerate(tab.thumbnails):
+        button.click()
+        class_name, path = tab.thumbnail_files[index]
+        assert tab.current == (f"{class_name}/{path.name}", path)
+        assert [("onepipe-selected" in b._dom_classes) for b in tab.thumbnails] == [
+            i == index for i in range(len(tab.thumbnails))
+        ]
 
 
 def test_audio_upload_good_file(dashboard, tone_predictor, tmp_path):

@@ -83,14 +83,12 @@ class ImageTab(PredictTab):
         self.result.show_message("Click an example, upload a picture or take a snapshot.", "info")
         self.current = None
         samples = sample_files(info.path, "image") if info else {}
-        self.thumbnail_files = [(name, f) for name, files in samples.items() for f in files[:GALLERY_PER_CLASS]]
         prefix = f"onepipe-thumb-{uuid.uuid4().hex[:8]}"
         rules, buttons = [], []
-        for index, (class_name, path) in enumerate(self.thumbnail_files):
-            try:
-                uri = data_uri(thumbnail_png(path))
-            except Exception:
-                continue
+        self.thumbnail_files = []  # the files shown, in button order
+        for class_name, path, uri in _readable_thumbnails(samples):
+            index = len(self.thumbnail_files)
+            self.thumbnail_files.append((class_name, path))
             rules.append(f".{prefix}-{index} {{ background-image: url({uri}); }}")
             button = widgets.Button(description=class_name, tooltip=f"{class_name}/{path.name}")
             button.add_class("onepipe-thumb")
@@ -151,3 +149,19 @@ class ImageTab(PredictTab):
             self.result.show_message("The snapshot is empty: no picture came from the camera.")
             return
         predict_into(self.result, self.bundle.path, data, "webcam snapshot")
+
+
+def _readable_thumbnails(samples: dict[str, list[Path]]):
+    """(class name, file, PNG data URI) for up to GALLERY_PER_CLASS readable files of each class; a sample
+    that cannot be read is skipped and the next one shown."""
+    for class_name, files in samples.items():
+        shown = 0
+        for path in files:
+            if shown == GALLERY_PER_CLASS:
+                break
+            try:
+                uri = data_uri(thumbnail_png(path))
+            except Exception:
+                continue
+            shown += 1
+            yield class_name, path, uri

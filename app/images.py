@@ -43,7 +43,7 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
         image = _open(source, config)
     mode = "L" if config.channels == 1 else "RGB"
     try:
-        image = _to_mode(image, mode)
+        image = to_mode(image, mode)
     except (ValueError, OSError):  # e.g. LAB or HSV, which Pillow cannot convert to RGB
         name = "the image" if isinstance(source, (Image.Image, np.ndarray)) else describe_source(source)
         raise InputError(
@@ -119,7 +119,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.asarray(array, dtype=np.uint8))
 
 
-def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+def to_mode(image: Image.Image, mode: str) -> Image.Image:
     """Palette, alpha, CMYK, LAB, 16-bit and grey images as 8-bit "L" or "RGB"; transparency over white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)

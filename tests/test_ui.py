@@ -301,3 +301,16 @@ def test_server_config_matches_the_upload_cap():
     assert not any(re.fullmatch(pattern, "app.ipynb") for pattern in allow)
     limit = config["Voila"]["tornado_settings"]["websocket_max_message_size"]
     assert MAX_UPLOAD_BYTES < limit <= MAX_UPLOAD_BYTES + 2 * 2**20
+
+
+def test_thumbnails_show_pictures_as_the_model_sees_them():
+    from app.ui.render import thumbnail_png
+
+    def thumbnail_of(image: Image.Image) -> np.ndarray:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return np.asarray(Image.open(io.BytesIO(thumbnail_png(buffer.getvalue()))))
+
+    assert thumbnail_of(Image.new("RGBA", (20, 20), (0, 0, 0, 0))).min() == 255  # transparency over white
+    ramp = Image.fromarray(np.linspace(0, 65535, 400).reshape(20, 20).astype(np.uint16))
+    assert thumbnail_of(ramp).max() > 220  # 16-bit grey keeps its contrast

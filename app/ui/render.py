@@ -12,7 +12,9 @@ import io
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
+
+from app.images import to_mode
 
 # A few stops of matplotlib's "magma" colormap; interpolated to 256 entries.
 _MAGMA_STOPS = (
@@ -66,10 +68,11 @@ def image_png(image: np.ndarray) -> bytes:
 
 
 def thumbnail_png(path_or_bytes, size: int = 64) -> bytes:
-    """A small PNG preview (at most `size` px a side) of an image file."""
+    """A small PNG preview (at most `size` px a side) of an image file, upright and with transparency over
+    white, as the model sees it."""
     source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
     with Image.open(source) as image:
-        image = image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy()
+        image = to_mode(ImageOps.exif_transpose(image), "L" if image.mode in ("1", "L", "I;16", "I") else "RGB")
     image.thumbnail((size, size), Image.Resampling.BILINEAR)
     return png_bytes(image)
 

@@ -63,6 +63,19 @@ def verify_file(bundle_dir: Path, metadata: dict[str, Any], name: str) -> Path:
     return path
 
 
+def check_bundle_target(out_dir: str | Path, force: bool) -> Path:
+    """The resolved `out_dir` if a bundle may be written there (it does not exist, or it is a bundle and
+    force is True); BundleError otherwise."""
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not force:
+        raise BundleError(f"{out_dir} already exists; pass --force to replace it")
+    if out_dir.exists() and not (out_dir / METADATA_FILE).is_file():
+        raise BundleError(
+            f"{out_dir} exists and is not a model bundle (no {METADATA_FILE}); --force replaces bundles only"
+        )
+    return out_dir
+
+
 def write_bundle(
     out_dir: str | Path, metadata: dict[str, Any], write_files: Callable[[Path], None], force: bool = False
 ) -> Path:
@@ -77,13 +90,7 @@ def write_bundle(
     Raises:
         BundleError: out_dir exists and force is False, or it exists and is not a bundle.
     """
-    out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not force:
-        raise BundleError(f"{out_dir} already exists; pass --force to replace it")
-    if out_dir.exists() and not (out_dir / METADATA_FILE).is_file():
-        raise BundleError(
-            f"{out_dir} exists and is not a model bundle (no {METADATA_FILE}); --force replaces bundles only"
-        )
+    out_dir = check_bundle_target(out_dir, force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)

@@ -114,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--validation-percent",
         type=_percent,
-        help="share of speakers (or files) that chooses the best epoch (default 10); 0: train for all --epochs "
-        "and keep the last weights; with --test-percent 0 as well, on every file (list files ignored), for a "
-        "final model once the recipe is measured",
+        help="share of speakers (or files) that chooses the best epoch (default 10; a validation_list.txt wins); "
+        "0: train for all --epochs and keep the last weights; with --test-percent 0 as well, on every file "
+        "(list files ignored), for a final model once the recipe is measured",
     )
     train.add_argument(
         "--test-percent", type=_percent, help="share of speakers (or files) scored at the end (default 10)"

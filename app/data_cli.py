@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from app.paths import DOWNLOADED_SAMPLES_DIR, MODELS_DIR
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     synth_parser.add_argument("--per-class", type=int, default=100, help="clips per word (default 100)")
     synth_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth_parser.add_argument("--silence", type=int, default=0, help="also write N noise-only `_silence_` clips")
+    synth_parser.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     synth_parser.set_defaults(func=_synth_speech)
 
     download_parser = commands.add_parser(
@@ -82,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     digits_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     digits_parser.add_argument("--limit-per-class", type=int, default=None, help="keep only N digits per class")
+    digits_parser.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     digits_parser.set_defaults(func=_digits)
 
     samples_parser = commands.add_parser(
@@ -103,9 +106,36 @@ def _print_counts(counts: dict, where: Path) -> None:
     print(json.dumps(counts))
 
 
+REPLACE_HELP = "rewrite OUT_DIR if it holds an earlier dataset of this command (only class folders of its files)"
+
+
+def _clear_output(out_dir: Path, replace: bool, extension: str) -> None:
+    """Make way for a new dataset: OUT_DIR must be new or empty, or, with replace, hold nothing but class
+    folders of `extension` files (an earlier run's), which are deleted so no stale file stays behind."""
+    from app.errors import DatasetError
+
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not replace:
+        raise DatasetError(f"{out_dir} is not empty; expected a new folder (or --replace to rewrite an earlier run's)")
+    foreign = [
+        path
+        for path in out_dir.rglob("*")
+        if (path.is_file() and (path.parent == out_dir or path.suffix.lower() != extension))
+        or (path.is_dir() and path.parent != out_dir)
+    ]
+    if foreign:
+        raise DatasetError(
+            f"{out_dir} holds more than class folders of {extension} files (e.g. {foreign[0]}); "
+            "--replace rewrites only a dataset this command made, so nothing was deleted"
+        )
+    shutil.rmtree(out_dir)
+
+
 def _synth_speech(args: argparse.Namespace) -> int:
     from app.synth import SPEECH_COMMANDS_WORDS, synthesize_dataset
 
+    _clear_output(args.out_dir, args.replace, ".wav")
     counts = synthesize_dataset(
         args.out_dir,
         words=args.words or SPEECH_COMMANDS_WORDS,
@@ -145,6 +175,7 @@ def _digits(args: argparse.Namespace) -> int:
 
     if args.limit_per_class is not None and args.limit_per_class < 1:
         raise InputError(f"received --limit-per-class {args.limit_per_class}; expected a positive number")
+    _clear_output(args.out_dir, args.replace, ".png")
     _print_counts(write_digits(args.out_dir, args.limit_per_class), args.out_dir)
     return 0
 

@@ -36,6 +36,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -233,6 +234,13 @@ def _check_link(member_path: PurePosixPath, target: str, archive: Path) -> None:
         )
 
 
+class DamagedArchiveError(DatasetError):
+    """An archive that cannot be read to its end (truncated or corrupt download)."""
+
+
+ARCHIVE_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error)
+
+
 def iter_archive(archive: str | Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
     """Yield (member path, readable file) for each regular file of a .tar(.gz|.bz2|.xz) or .zip.
 
@@ -248,8 +256,8 @@ def iter_archive(archive: str | Path) -> Iterator[tuple[PurePosixPath, BinaryIO]
             yield from _iter_zip(archive)
         else:
             yield from _iter_tar(archive)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile) as error:
-        raise DatasetError(f"{archive.name} is not a readable tar or zip archive ({error})") from error
+    except ARCHIVE_READ_ERRORS as error:
+        raise DamagedArchiveError(f"{archive.name} is not a readable tar or zip archive ({error})") from error
 
 
 def _iter_tar(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
@@ -598,7 +606,15 @@ def download_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        counts = source.convert(paths, staging, limit_per_class)
+        try:
+            counts = source.convert(paths, staging, limit_per_class)
+        except (DamagedArchiveError, *ARCHIVE_READ_ERRORS) as error:  # members are read outside iter_archive
+            for path in paths:
+                path.unlink(missing_ok=True)  # or every later run would reuse the broken download
+            raise DatasetError(
+                f"{', '.join(path.name for path in paths)} is damaged or incomplete ({error}); it was deleted, "
+                "run the command again to download it afresh"
+            ) from None
         if not counts:
             raise DatasetError(f"{', '.join(path.name for path in paths)} held no files of {source.name}'s layout")
         if target.exists():

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -30,7 +31,8 @@ from app.config import AudioConfig, ImageConfig, to_dict
 from app.errors import InputError
 from app.images import load_image
 
-FEATURES_VERSION = 2  # bump when the feature code changes: cached features then no longer match
+FEATURES_VERSION = 3  # bump when the feature code changes: cached features then no longer match
+DECODER_PACKAGES = ("av", "pillow", "scipy")  # their versions are part of the cache key too
 CHUNK_SIZE = 32  # files per task: small enough for the CPU cache, large enough to vectorise
 WORKERS = 2
 
@@ -178,8 +180,11 @@ def extract_features(
 
 
 def _config_hash(config: AudioConfig | ImageConfig) -> str:
+    """The cache file's key: the config, this code's FEATURES_VERSION and the decoders' versions."""
+    decoders = {name: importlib.metadata.version(name) for name in DECODER_PACKAGES}
     description = json.dumps(
-        {"type": type(config).__name__, "version": FEATURES_VERSION, **to_dict(config)}, sort_keys=True
+        {"type": type(config).__name__, "version": FEATURES_VERSION, "decoders": decoders, **to_dict(config)},
+        sort_keys=True,
     )
     return hashlib.sha256(description.encode()).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,10 @@ from app.augment import (
     warp_frequencies,
     waveform_variant,
 )
-from app.bundle import FORMAT_VERSION, write_bundle
+from app.bundle import FORMAT_VERSION, check_bundle_target, write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
 from app.data import Dataset, find_dataset, speaker_key, split_dataset
-from app.errors import BundleError, DatasetError, InputError
+from app.errors import DatasetError, InputError
 from app.evaluate import metrics_from_predictions
 from app.features import Extraction, extract_features, load_examples
 from app.images import serving_pixel_shifts
@@ -185,7 +185,7 @@ def train(
 
     Args:
         data_dir: class-folder dataset.
-        out_dir: bundle folder (refused if it exists, unless force).
+        out_dir: bundle folder (refused if it exists, unless force, or if it is inside a data folder).
         kind: "audio" or "image"; None detects it from the files.
         train_config: the recipe; defaults to TrainConfig().
         preprocessing: AudioConfig or ImageConfig; None uses AudioConfig() or one inferred from the images.
@@ -203,9 +203,13 @@ def train(
     import keras
 
     train_config = train_config or TrainConfig()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise BundleError(f"{out_dir} already exists; pass --force to replace it")
+    out_dir = check_bundle_target(out_dir, force)  # before the training, not after it
+    for folder in (data_dir, *extra_train_dirs):
+        if out_dir.is_relative_to(Path(folder).resolve()):
+            raise InputError(
+                f"--out {out_dir} is inside the data folder {folder}, where the bundle would become a class "
+                "of the next run; write it elsewhere (e.g. models/NAME)"
+            )
     started = time.time()
     dataset = find_dataset(data_dir, kind)
     if preprocessing is None:
@@ -283,7 +287,7 @@ def train(
             "skipped": [{"file": f, "reason": r} for f, r in extraction.skipped],
         },
         "versions": _versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
     def write_files(folder: Path) -> None:
@@ -364,9 +368,15 @@ def _training_set(
     extra_summary = {}
     for extra_dir in extra_train_dirs:
         extra = find_dataset(extra_dir, dataset.kind, class_names=list(dataset.class_names))
+        if not extra.files:
+            raise DatasetError(
+                f"no class folder of {extra_dir} matches a class of {dataset.root} "
+                f"({', '.join(dataset.class_names[:10])}{' …' if len(dataset.class_names) > 10 else ''}) "
+                f"with {dataset.kind} files"
+            )
         extraction = extract_features(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
         features.append(extraction.arrays)
-        labels.append(np.asarray(extra.labels)[extraction.kept])
+        labels.append(np.asarray(extra.labels, dtype=np.int64)[extraction.kept])
         extra_summary[str(Path(extra_dir).resolve())] = extra.counts()
     if dataset.kind == "audio" and train_config.augment and train_config.augment_copies > 0:
         variants, variant_labels = _augmented_audio(dataset, train_indices, preprocessing, train_config, progress)

@@ -9,7 +9,7 @@ Debian's Chromium. Prints one JSON object:
 - kernel_rss_mb: resident memory of the page's kernel after five predictions.
 
 Usage:
-    python benchmarks/dashboard.py [--models-dir models] [--audio-bundle NAME] [--image-bundle NAME]
+    python benchmarks/dashboard.py [--models-dir models] [--audio-bundle NAME] [--loads N] [--predictions N]
 """
 
 from __future__ import annotations

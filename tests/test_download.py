@@ -242,6 +242,18 @@ def test_unsafe_archive_leaves_nothing_behind(server, tmp_path):
     assert [path.name for path in (tmp_path / "data").iterdir()] == [".downloads"]  # archive kept to inspect
 
 
+def test_a_truncated_archive_is_deleted_so_the_next_run_fetches_it_again(server, tmp_path):
+    noise = np.random.default_rng(0).integers(-3000, 3000, 16000).astype(np.int16)
+    whole = _tar_gz({f"./yes/{n:08x}_nohash_0.wav": _wav_bytes() + noise.tobytes() for n in range(8)})
+    server.files["speech_commands_test_set_v0.02.tar.gz"] = whole[: len(whole) // 2]  # the connection dropped
+    with pytest.raises(DatasetError, match=r"damaged or incomplete .* run the command again"):
+        download_dataset("speech-commands-test", tmp_path / "data", base_url=server.url, progress=False)
+    assert not list((tmp_path / "data").rglob("*.tar.gz")) and not (tmp_path / "data" / "speech-commands-test").exists()
+    server.files["speech_commands_test_set_v0.02.tar.gz"] = whole
+    counts = download_dataset("speech-commands-test", tmp_path / "data", base_url=server.url, progress=False)
+    assert counts == {"yes": 8}
+
+
 def test_not_an_archive(tmp_path):
     path = tmp_path / "junk.tar.gz"
     path.write_bytes(b"this is not an archive")

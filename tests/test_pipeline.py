@@ -150,6 +150,29 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
     assert unreadable.returncode == 2 and "could be read" in unreadable.stderr
 
 
+def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, shape_dataset):
+    from app.errors import DatasetError, InputError
+    from app.train import train
+
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "b").mkdir()
+    with pytest.raises(InputError, match="inside the data folder"):
+        train(data, data / "model", force=True)  # its report.png would become class "model" next time
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    with pytest.raises(BundleError, match="not a model bundle"):
+        train(shape_dataset, notes, force=True)
+    assert (notes / "todo.txt").read_text() == "keep me"
+    unrelated = tmp_path / "unrelated" / "bird"
+    unrelated.mkdir(parents=True)
+    (unrelated / "x.png").write_bytes((next((shape_dataset / "circle").iterdir())).read_bytes())
+    with pytest.raises(DatasetError, match=r"no class folder of .* matches"):
+        train(shape_dataset, tmp_path / "never", extra_train_dirs=[unrelated.parent], progress=False)
+    assert not (tmp_path / "never").exists()
+
+
 def test_trained_bundles_predict_their_own_data(trained_models, tone_dataset, shape_dataset):
     for name, data in (("tones", tone_dataset), ("shapes", shape_dataset)):
         predictor = Predictor.load(trained_models / name)

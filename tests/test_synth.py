@@ -12,7 +12,7 @@ from scipy.io import wavfile
 
 from app import synth
 from app.data_cli import register
-from app.errors import InputError
+from app.errors import DatasetError, InputError
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -122,3 +122,22 @@ def test_cli_synth_speech(tmp_path, capsys):
     assert args.func(args) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == ["_silence_", "left", "right"]
     assert "wrote 5 files" in capsys.readouterr().out
+
+
+def test_cli_synth_speech_never_mixes_runs_and_replaces_only_its_own_output(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="onepipe")
+    register(parser.add_subparsers(dest="command"))
+
+    def run(*options: str) -> int:
+        args = parser.parse_args(["data", "synth-speech", str(tmp_path / "out"), "--words", "yes", *options])
+        return args.func(args)
+
+    assert run("--per-class", "3") == 0
+    with pytest.raises(DatasetError, match="not empty"):
+        run("--per-class", "2", "--seed", "1")
+    assert run("--per-class", "2", "--seed", "1", "--replace") == 0
+    assert len(list((tmp_path / "out" / "yes").iterdir())) == 2  # no clip of the first run left behind
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="nothing was deleted"):
+        run("--per-class", "2", "--replace")
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"

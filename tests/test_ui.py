@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ def upload_value(name: str, data: bytes, mime: str = "", size: int | None = None
             "type": mime,
             "size": len(data) if size is None else size,
             "content": memoryview(data),
-            "last_modified": datetime(2024, 1, 1, tzinfo=timezone.utc),
+            "last_modified": datetime(2024, 1, 1, tzinfo=UTC),
         },
     )
 

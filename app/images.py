@@ -44,7 +44,7 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
     mode = "L" if config.channels == 1 else "RGB"
     try:
         image = to_mode(image, mode)
-    except (ValueError, OSError):  # e.g. LAB or HSV, which Pillow cannot convert to RGB
+    except (ValueError, OSError):  # a mode Pillow cannot convert, such as premultiplied "La"
         name = "the image" if isinstance(source, (Image.Image, np.ndarray)) else describe_source(source)
         raise InputError(
             f"{name} uses the {image.mode} colour mode, which cannot be converted to {mode}; "

@@ -152,7 +152,12 @@ def _download(args: argparse.Namespace) -> int:
 
     source = resolve_source(args.name)
     if args.samples:
-        counts = download_samples(source.name, per_class=args.limit_per_class or 4, base_url=args.base_url)
+        if args.dir is not None:
+            from app.errors import InputError
+
+            raise InputError(f"--samples writes to {DOWNLOADED_SAMPLES_DIR}, where the dashboard looks; drop --dir")
+        per_class = 4 if args.limit_per_class is None else args.limit_per_class
+        counts = download_samples(source.name, per_class=per_class, base_url=args.base_url)
         _print_counts(counts, DOWNLOADED_SAMPLES_DIR / source.bundle)
         return 0
     directory = args.dir or DEFAULT_DIR

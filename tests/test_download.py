@@ -444,6 +444,10 @@ def test_cli_download_samples_go_where_the_dashboard_looks(server, tmp_path, mon
         files = sorted((samples_dir / "cifar10" / name).iterdir())
         assert len(files) == 4 and files[0].name.startswith("test-")  # held-out images come first
     assert sorted(path.name for path in samples_dir.iterdir()) == ["cifar10"]
+    for options, message in ((["--dir", str(tmp_path)], "drop --dir"), (["--limit-per-class", "0"], "positive")):
+        args = _parser().parse_args(["data", "download", "cifar10", "--samples", "--base-url", server.url, *options])
+        with pytest.raises(InputError, match=message):
+            args.func(args)
 
 
 def test_cli_help_mentions_the_cifar10_samples(capsys):

@@ -149,6 +149,9 @@ def extract_features(
 ) -> Extraction:
     """Model inputs for every readable file, with a content-keyed cache on disk.
 
+    The cache of one config is a folder of up to 256 shards (by the first two hex digits of the content
+    key), so a run reads and rewrites only the shards its files fall in, not every feature ever cached.
+
     Returns:
         Extraction with arrays of shape (kept, time, n_mels) float32 for audio or
         (kept, height, width, channels) uint8 for images.
@@ -156,26 +159,31 @@ def extract_features(
     files = [Path(f) for f in files]
     if not use_cache:
         return load_examples(files, config, progress=progress)
-    cache_path = (cache_dir or default_cache_dir()) / f"features-{_config_hash(config)}.npz"
-    cached_keys, cached_arrays = _read_cache(cache_path, config)
-    position = {key: index for index, key in enumerate(cached_keys)}
-    fresh = load_examples(files, config, progress=progress, known_keys=position)
+    folder = (cache_dir or default_cache_dir()) / f"features-{_config_hash(config)}"
+    known = {key for path in folder.glob("??.npz") for key in _read_shard_keys(path)}
+    fresh = load_examples(files, config, progress=progress, known_keys=known)
     fresh_row = {index: row for row, index in enumerate(fresh.kept.tolist())}
+    wanted = {key for index, key in enumerate(fresh.keys) if index not in fresh_row and key in known}
+    cached = _read_cached_rows(folder, wanted, config)
+    if wanted - cached.keys():  # a shard whose keys read but whose arrays did not: decode those files after all
+        lost = [index for index, key in enumerate(fresh.keys) if key in wanted and key not in cached]
+        again = load_examples([files[index] for index in lost], config, progress=False)
+        again_keys = [fresh.keys[lost[row]] for row in again.kept.tolist()]
+        cached.update(zip(again_keys, again.arrays, strict=True))
+        _add_to_cache(folder, again_keys, again.arrays, config)
     rows, kept = [], []
     for index, key in enumerate(fresh.keys):
         if index in fresh_row:
             rows.append(fresh.arrays[fresh_row[index]])
             kept.append(index)
-        elif key is not None and key in position:
-            rows.append(cached_arrays[position[key]])
+        elif key in cached:
+            rows.append(cached[key])
             kept.append(index)
     shape = feature_shape(config)
     dtype = np.float32 if isinstance(config, AudioConfig) else np.uint8
     arrays = np.stack(rows) if rows else np.zeros((0, *shape), dtype)
     if len(fresh.kept):
-        new_keys = [fresh.keys[index] for index in fresh.kept]
-        merged = np.concatenate([cached_arrays, fresh.arrays]) if cached_keys else fresh.arrays
-        _write_cache(cache_path, list(cached_keys) + new_keys, merged)
+        _add_to_cache(folder, [fresh.keys[index] for index in fresh.kept], fresh.arrays, config)
     return Extraction(arrays, np.asarray(kept, dtype=np.int64), fresh.skipped, fresh.keys)
 
 
@@ -194,27 +202,65 @@ def content_key(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _read_cache(cache_path: Path, config: AudioConfig | ImageConfig) -> tuple[list[str], np.ndarray]:
-    """Keys and arrays of a cache file; empty when missing, damaged or of another shape."""
+def _shard_of(key: str) -> str:
+    return key[:2]
+
+
+def _read_shard_keys(path: Path) -> list[str]:
+    """The keys of one cache shard (its arrays are not read); empty when damaged."""
     try:
-        with np.load(cache_path, allow_pickle=False) as cache:
-            keys, arrays = [str(k) for k in cache["keys"]], cache["arrays"]
+        with np.load(path, allow_pickle=False) as shard:
+            return [str(key) for key in shard["keys"]]
     except Exception:
-        return [], np.zeros((0,))
+        return []
+
+
+def _read_shard(path: Path, config: AudioConfig | ImageConfig) -> tuple[list[str], np.ndarray | None]:
+    """Keys and (n, *feature_shape) arrays of one shard; ([], None) when missing, damaged or of another shape."""
+    try:
+        with np.load(path, allow_pickle=False) as shard:
+            keys, arrays = [str(key) for key in shard["keys"]], shard["arrays"]
+    except Exception:
+        return [], None
     if arrays.shape[1:] != feature_shape(config) or len(keys) != len(arrays):
-        return [], np.zeros((0,))
+        return [], None
     return keys, arrays
 
 
-def _write_cache(cache_path: Path, keys: list[str], arrays: np.ndarray) -> None:
+def _read_cached_rows(folder: Path, wanted: set[str], config: AudioConfig | ImageConfig) -> dict[str, np.ndarray]:
+    """{key: features} for the wanted keys, reading only the shards they are in."""
+    rows: dict[str, np.ndarray] = {}
+    for shard in sorted({_shard_of(key) for key in wanted}):
+        keys, arrays = _read_shard(folder / f"{shard}.npz", config)
+        rows.update((key, arrays[row]) for row, key in enumerate(keys) if key in wanted)
+    return rows
+
+
+def _add_to_cache(folder: Path, keys: list[str], arrays: np.ndarray, config: AudioConfig | ImageConfig) -> None:
+    """Append new (key, features) rows to their shards, each rewritten atomically."""
+    by_shard: dict[str, list[int]] = {}
+    for row, key in enumerate(keys):
+        by_shard.setdefault(_shard_of(key), []).append(row)
+    for shard, rows in by_shard.items():
+        path = folder / f"{shard}.npz"
+        old_keys, old_arrays = _read_shard(path, config)
+        present = set(old_keys)
+        rows = [row for row in rows if keys[row] not in present]
+        if not rows:
+            continue
+        merged = arrays[rows] if old_arrays is None else np.concatenate([old_arrays, arrays[rows]])
+        _write_shard(path, old_keys + [keys[row] for row in rows], merged)
+
+
+def _write_shard(path: Path, keys: list[str], arrays: np.ndarray) -> None:
     """Write atomically; a cache that cannot be written is only a missed speed-up."""
     temporary = None
     try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_path.parent, suffix=".npz", delete=False) as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
             temporary = Path(handle.name)
             np.savez(handle, keys=np.asarray(keys), arrays=arrays)
-        os.replace(temporary, cache_path)
+        os.replace(temporary, path)
         temporary = None
     except OSError:
         pass

@@ -9,7 +9,8 @@ Usage:
     python benchmarks/features.py              # generates 2,000 clips of 1 s at 16 kHz in a temp dir
     python benchmarks/features.py DATA_DIR     # every audio file under DATA_DIR
 
-Prints one JSON object: files, files_per_s, reference_files_per_s, ratio, cpu_count, load_average, config …
+Prints one JSON object: files, files_per_s, reference_files_per_s, ratio, cache (the on-disk feature cache
+against decoding without it), cpu_count, load_average, config …
 """
 
 from __future__ import annotations
@@ -115,6 +116,40 @@ def stage_costs(files: Sequence[Path], config: AudioConfig, limit: int = 1000) -
     }
 
 
+def cache_costs(files: Sequence[Path], config: AudioConfig, scratch: Path, seed: int) -> dict[str, Any]:
+    """The on-disk cache against decoding without it, same process, same files (best of two runs each).
+
+    Three numbers: filling the cache with every file, a second pass that finds them all (against
+    decoding them again), and a small job of 10 new files once the cache holds all the others (against
+    the same 10 without the cache): a small job must not pay for everything cached before it.
+    """
+    from app.features import extract_features
+
+    cache = scratch / "cache"
+
+    def best(function: Callable[[], Any]) -> float:
+        return min(run["wall_s"] for run in timed_runs(function, 2))
+
+    fill = timed_runs(lambda: extract_features(files, config, cache_dir=cache, progress=False), 1)[0]["wall_s"]
+    hit = best(lambda: extract_features(files, config, cache_dir=cache, progress=False))
+    no_cache = best(lambda: load_examples(files, config, progress=False))
+    new_files = generate_clips(scratch / "new", 10, seed + 1)
+    small_uncached = best(lambda: load_examples(new_files, config, progress=False))
+    small_cached = timed_runs(lambda: extract_features(new_files, config, cache_dir=cache, progress=False), 1)
+    megabytes = sum(path.stat().st_size for path in cache.rglob("*.npz")) / 1e6
+    return {
+        "files": len(files),
+        "cache_megabytes": round(megabytes, 1),
+        "fill_s": round(fill, 3),
+        "hit_s": round(hit, 3),
+        "no_cache_s": round(no_cache, 3),
+        "hit_speedup": round(no_cache / hit, 2),
+        "small_job_s": round(small_cached[0]["wall_s"], 4),
+        "small_job_no_cache_s": round(small_uncached, 4),
+        "small_job_ratio": round(small_cached[0]["wall_s"] / small_uncached, 2),
+    }
+
+
 def environment() -> dict[str, Any]:
     """CPU count, load, BLAS settings and library versions: what the numbers depend on."""
     from importlib.metadata import version
@@ -155,6 +190,7 @@ def run(data_dir: Path | None, generate: int, repeat: int, reference_limit: int,
         png_dir.mkdir()
         reference = timed_runs(lambda: reference_extract(reference_files, png_dir), repeat)
         stages = stage_costs(files, config)
+        cache = cache_costs(files, config, scratch, seed)
     best = min(r["wall_s"] for r in project)
     best_reference = min(r["wall_s"] for r in reference)
     files_per_s = len(files) / best
@@ -176,6 +212,7 @@ def run(data_dir: Path | None, generate: int, repeat: int, reference_limit: int,
         "files_per_cpu_s": round(1 / cpu_per_file, 1),
         "reference_files_per_cpu_s": round(len(reference_files) / statistics.median(r["cpu_s"] for r in reference), 1),
         "single_thread_stage_cpu_us_per_file": stages,
+        "cache": cache,
         "runs": {"project": project, "reference": reference},
         "workers": WORKERS,
         "chunk_size": CHUNK_SIZE,

@@ -38,6 +38,9 @@ def test_features_benchmark_on_a_folder(tmp_path, capsys):
     assert result["cpu_count"] >= 1 and len(result["load_average"]) == 3
     assert result["config"]["sample_rate"] == 16000
     assert set(result["single_thread_stage_cpu_us_per_file"]) >= {"read", "decode_and_window", "log_mel"}
+    cache = result["cache"]
+    assert cache["files"] == 24 and cache["cache_megabytes"] > 0  # 24 spectrograms of 97 × 40 float32
+    assert cache["hit_speedup"] > 0 and cache["small_job_ratio"] > 0 and cache["fill_s"] > 0
 
 
 def test_features_benchmark_rejects_a_missing_folder(tmp_path):

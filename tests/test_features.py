@@ -38,7 +38,7 @@ def test_second_run_reads_the_cache(tmp_path, shape_dataset, monkeypatch):
         features_module, "_read_example", lambda path, *a: decoded.append(path) or original_decode(path, *a)
     )
     first = extract_features(files, config, cache_dir=tmp_path, progress=False)
-    assert list(tmp_path.glob("features-*.npz"))
+    assert list(tmp_path.glob("features-*/??.npz"))
     assert sorted(reads) == files and sorted(decoded) == files  # a miss reads each file once
     reads.clear(), decoded.clear()
     second = extract_features(files, config, cache_dir=tmp_path, progress=False)
@@ -72,8 +72,32 @@ def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path, shape_dataset):
     files = sorted(shape_dataset.glob("*/*.png"))[:10]
     config = ImageConfig(image_size=(28, 28), channels=1)
     first = extract_features(files, config, cache_dir=tmp_path, progress=False)
-    (cache_file,) = tmp_path.glob("features-*.npz")
-    cache_file.write_bytes(cache_file.read_bytes()[:100])  # truncated by a crash or a full disk
+    shards = sorted(tmp_path.glob("features-*/??.npz"))
+    for shard in shards:
+        shard.write_bytes(shard.read_bytes()[:100])  # truncated by a crash or a full disk
     again = extract_features(files, config, cache_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(first.arrays, again.arrays)
-    assert len(np.load(cache_file)["keys"]) == 10
+    assert sum(len(np.load(shard)["keys"]) for shard in shards) == 10
+
+
+def test_a_shard_whose_keys_read_but_arrays_do_not_is_decoded_again(tmp_path, shape_dataset):
+    files = sorted(shape_dataset.glob("*/*.png"))[:10]
+    config = ImageConfig(image_size=(28, 28), channels=1)
+    extract_features(files, config, cache_dir=tmp_path, progress=False)
+    shard = sorted(tmp_path.glob("features-*/??.npz"))[0]
+    keys = np.load(shard)["keys"]
+    np.savez(shard, keys=keys, arrays=np.zeros((len(keys), 3), np.uint8))  # arrays of another shape
+    again = extract_features(files, config, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(again.arrays, extract_features(files, config, use_cache=False, progress=False).arrays)
+    assert again.kept.tolist() == list(range(10))
+
+
+def test_new_files_rewrite_only_their_shards(tmp_path, shape_dataset):
+    files = sorted(shape_dataset.glob("*/*.png"))
+    config = ImageConfig(image_size=(28, 28), channels=1)
+    extract_features(files[1:], config, cache_dir=tmp_path, progress=False)
+    before = {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("features-*/??.npz")}
+    extract_features(files[:1], config, cache_dir=tmp_path, progress=False)
+    after = {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("features-*/??.npz")}
+    changed = [name for name in after if before.get(name) != after[name]]
+    assert len(changed) == 1 and len(before) > 1

@@ -333,9 +333,15 @@ def _split(dataset: Dataset, train_config: TrainConfig, group_pattern: str | Non
         bool(splits["validation"]) or train_config.validation_percent > 0 or bool(train_config.validation_groups)
     )
     if not splits["train"] or (validating and not splits["validation"]):
+        remedy = (
+            "named speakers replace the hashed split: name validation speakers too (--validation-groups NAME), "
+            "or pass --validation-percent 0 to train all epochs without validation"
+            if train_config.test_groups and not train_config.validation_groups
+            else "add files, or more speakers, or lower --validation-percent; 0 trains on every file"
+        )
         raise DatasetError(
             f"{dataset.root} splits into {len(splits['train'])} training and {len(splits['validation'])} validation "
-            "files; need both (add files, or more speakers, or lower --validation-percent; 0 trains on every file)"
+            f"files; need both ({remedy})"
         )
     return splits, validating
 

@@ -151,6 +151,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
 
 
 def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, shape_dataset):
+    from app.config import TrainConfig
     from app.errors import DatasetError, InputError
     from app.train import train
 
@@ -171,6 +172,9 @@ def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, 
     with pytest.raises(DatasetError, match=r"no class folder of .* matches"):
         train(shape_dataset, tmp_path / "never", extra_train_dirs=[unrelated.parent], progress=False)
     assert not (tmp_path / "never").exists()
+    speaker = next((shape_dataset / "circle").iterdir()).name  # each image is its own group here
+    with pytest.raises(DatasetError, match="name validation speakers too"):
+        train(shape_dataset, tmp_path / "never", train_config=TrainConfig(test_groups=(speaker,)), progress=False)
 
 
 def test_trained_bundles_predict_their_own_data(trained_models, tone_dataset, shape_dataset):

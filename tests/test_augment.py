@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fixtures_data import tone
 
-from app.audio import audio_features, hertz_to_mel
+from app.audio import audio_features, hertz_to_mel, shift_frames
 from app.augment import (
     erase_patches,
     jitter_images,
@@ -60,6 +60,11 @@ def test_spec_augment_keeps_shape_and_masks_with_the_clip_mean():
     assert masked.shape == batch.shape
     assert np.array_equal(batch[0], clip)  # the input is left alone
     assert any(not np.array_equal(m, clip) for m in masked)
+    # A masked frame holds one value across every band: the mean of the (shifted) clip, not 0 or silence.
+    shifts = range(-CONFIG.n_frames // 10, CONFIG.n_frames // 10 + 1)  # as spec_augment draws them
+    means = [float(shift_frames(clip[None], shift, -CONFIG.top_db)[0].mean()) for shift in shifts]
+    fills = [frame[0] for example in masked for frame in example if np.ptp(frame) == 0 and frame[0] != -CONFIG.top_db]
+    assert fills and all(min(abs(fill - mean) for mean in means) < 1e-3 for fill in fills)
 
 
 def test_waveform_variants_are_windows_in_range_and_differ():
@@ -69,6 +74,9 @@ def test_waveform_variants_are_windows_in_range_and_differ():
     for variant in variants:
         assert variant.shape == (CONFIG.clip_samples,) and variant.dtype == np.float32
         assert np.max(np.abs(variant)) <= 1.0 and np.max(np.abs(variant)) > 0.01
+        spectrum = np.abs(np.fft.rfft(variant))
+        peak_hz = (np.argmax(spectrum[20:]) + 20) * CONFIG.sample_rate / variant.size  # above 20 Hz
+        assert 400 < peak_hz < 600  # still the 500 Hz tone (speed ±15 %), not buried in noise
     assert not np.allclose(variants[0], variants[1])
 
 

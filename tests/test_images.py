@@ -44,6 +44,12 @@ def test_every_mode_converts_to_the_model_channels(mode):
     for config, channels in ((GREY, 1), (RGB, 3)):
         array = load_image(encode(image, "TIFF" if mode in ("CMYK", "LAB", "I;16") else "PNG"), config)
         assert array.shape[-1] == channels
+        centre, corner = array[array.shape[0] // 2, array.shape[1] // 2].astype(int), array[0, 0].astype(int)
+        assert corner.min() > 200  # the white paper stays white
+        if channels == 3 and mode not in ("L", "1", "LA", "I;16"):
+            assert centre[0] > 200 and centre[1] < 80 and centre[2] < 80  # the square stays red
+        else:
+            assert centre.max() < corner.min() - 50  # the square is darker than the paper
 
 
 def test_sixteen_bit_grey_keeps_its_contrast():

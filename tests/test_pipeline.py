@@ -37,7 +37,7 @@ def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
     metadata = read_metadata(bundle)
     assert metadata["kind"] == "audio" and metadata["class_names"] == ["high", "low", "mid"]
     assert metadata["preprocessing"]["n_mels"] == 40 and metadata["input_shape"] == [97, 40, 1]
-    assert metadata["preprocessing"]["subtract_band_mean"] is True  # the option reached the features
+    assert metadata["preprocessing"]["subtract_band_mean"] is True
     assert set(metadata["files"]) == {"model.keras", "model.tflite", "report.png"}
     assert metadata["training"]["command"].startswith("python -m app train")
     assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
@@ -50,16 +50,32 @@ def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
     evaluation = run_cli("evaluate", bundle, tone_dataset, "--json")
     assert evaluation.returncode == 0, evaluation.stderr[-2000:]
     report = json.loads(evaluation.stdout)
-    assert report["count"] == 72 and 0.0 <= report["accuracy"] <= 1.0
-    assert set(report["per_class"]) == {"high", "low", "mid"}
-    assert np.asarray(report["confusion_matrix"]).sum() == 72
+    predictor = Predictor.load(bundle)
+    band_means = predictor.preprocess(next((tone_dataset / "low").iterdir())).mean(axis=0)  # (n_mels,)
+    assert np.abs(band_means).max() < 1e-3  # --subtract-band-mean reached the features the model serves on
+    files = sorted(tone_dataset.glob("*/*.wav"))
+    truth = [path.parent.name for path in files]
+    labels = [predictor(path, top_k=1)[0]["label"] for path in files]
+    assert report["count"] == 72
+    assert report["accuracy"] == pytest.approx(np.mean([a == b for a, b in zip(truth, labels, strict=True)]))
+    matrix = np.asarray(report["confusion_matrix"])  # rows: true class in class_names order, 24 files each
+    assert matrix.sum(axis=1).tolist() == [24, 24, 24]
+    for row, name in enumerate(metadata["class_names"]):
+        heard = [label for label, true in zip(labels, truth, strict=True) if true == name]
+        assert matrix[row].tolist() == [heard.count(column) for column in metadata["class_names"]]
+        assert report["per_class"][name] == pytest.approx(heard.count(name) / 24)
 
-    clip = next((tone_dataset / "low").iterdir())
-    prediction = run_cli("predict", bundle, clip, "--top-k", "2")
-    assert prediction.returncode == 0, prediction.stderr[-2000:]
-    line = json.loads(prediction.stdout.splitlines()[0])
-    assert line["file"] == str(clip) and len(line["predictions"]) == 2
-    assert line["predictions"][0]["score"] >= line["predictions"][1]["score"]
+    good, bad = next((tone_dataset / "low").iterdir()), tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    prediction = run_cli("predict", bundle, good, bad, good, "--top-k", "2")
+    assert prediction.returncode == 2  # one file failed; the others were still predicted
+    lines = [json.loads(line) for line in prediction.stdout.splitlines()]
+    assert [("error" in line) for line in lines] == [False, True, False]
+    assert lines[0]["file"] == str(good) and len(lines[0]["predictions"]) == 2
+    assert lines[0]["predictions"] == lines[2]["predictions"]
+    expected = predictor(good, top_k=2)
+    assert [p["label"] for p in lines[0]["predictions"]] == [p["label"] for p in expected]
+    assert np.allclose([p["score"] for p in lines[0]["predictions"]], [p["score"] for p in expected], atol=1e-6)
 
 
 def test_named_speakers_held_out_and_averaged_weights_through_the_cli(tmp_path, tone_dataset):
@@ -112,7 +128,7 @@ def test_a_final_model_trains_on_every_file(tmp_path, tone_dataset):
     assert len(Predictor.load(bundle)(clip.read_bytes(), top_k=3)) == 3
 
 
-def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models, tone_dataset):
     not_audio = tmp_path / "report.pdf"
     not_audio.write_bytes(b"%PDF-1.4 nothing to hear")
     result = run_cli("predict", trained_models / "tones", not_audio)
@@ -141,8 +157,11 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models):
         ["--validation-percent", "100"],
         ["--test-percent", "nan"],
     ):
-        result = run_cli("train", tmp_path, "--out", tmp_path / "never", *bad)
+        result = run_cli("train", tone_dataset, "--out", tmp_path / "never", "--quiet", *bad)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (bad, result.stderr[-500:])
+        named = bad[0] in result.stderr or bad[0].lstrip("-").replace("-", "_") in result.stderr  # --n-fft, n_fft
+        assert len(result.stderr.strip().splitlines()) == 1 and named, (bad, result.stderr)
+        assert not (tmp_path / "never").exists()
     broken = tmp_path / "broken" / "low"
     broken.mkdir(parents=True)
     (broken / "a.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing")

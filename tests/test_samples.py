@@ -80,3 +80,5 @@ def test_cli_samples(tmp_path, capsys):
     args = parser.parse_args(["data", "samples", "--models-dir", str(tmp_path), "--per-class", "2"])
     assert args.func(args) == 0
     assert "wrote 20 files" in capsys.readouterr().out
+    written = sorted((tmp_path / "mnist" / "samples").glob("*/*.png"))
+    assert len(written) == 20 and sorted({path.parent.name for path in written}) == [str(d) for d in range(10)]

@@ -204,8 +204,8 @@ def test_silent_and_empty_recordings_give_a_message(dashboard):
     tab = dashboard.audio
     tab.recorder.audio.value = webm_opus(np.zeros(16000, dtype=np.float32))
     assert tab.result.level == "error" and "silent" in tab.result.message
-    tab.recorder.audio.value = b""
-    assert tab.result.level == "error"  # either empty (no change) or still the previous message
+    tab.recorder.audio.value = b""  # the browser sent a recording without data
+    assert tab.result.level == "error" and "empty" in tab.result.message
 
 
 def test_webcam_snapshot_is_predicted(dashboard, shape_predictor):
@@ -260,6 +260,21 @@ def test_predictors_are_cached_per_bundle(dashboard):
 
     first = bundles.get_predictor(dashboard.audio.bundle.path)
     assert bundles.get_predictor(dashboard.audio.bundle.path) is first
+
+
+def test_a_retrained_bundle_is_loaded_afresh(ui_models, tmp_path):
+    import os
+
+    from app.ui import bundles
+
+    bundle = tmp_path / "shapes"
+    shutil.copytree(ui_models / "shapes", bundle)
+    first = bundles.get_predictor(bundle)
+    metadata = bundle / "metadata.json"
+    os.utime(metadata, ns=(metadata.stat().st_atime_ns, metadata.stat().st_mtime_ns + 10**9))  # written again
+    second = bundles.get_predictor(bundle)
+    assert second is not first and bundles.get_predictor(bundle) is second
+    assert sum(key[0] == str(bundle.resolve()) for key in bundles._PREDICTORS) == 1  # the old one is dropped
 
 
 def test_dashboard_never_imports_tensorflow(ui_models):

@@ -44,7 +44,8 @@ def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleI
 
 
 def get_predictor(bundle_dir: Path):
-    """The Predictor of a bundle, loaded once per bundle version (keyed by metadata.json's mtime).
+    """The Predictor of a bundle, loaded once per bundle version (keyed by metadata.json's mtime); a retrained
+    bundle is loaded afresh and its earlier version dropped.
 
     Raises:
         app.errors.BundleError: missing or altered model files.
@@ -57,6 +58,8 @@ def get_predictor(bundle_dir: Path):
         predictor = _PREDICTORS.get(key)
         if predictor is None:
             predictor = Predictor.load(bundle_dir)
+            for old_key in [old for old in _PREDICTORS if old[0] == key[0]]:  # an earlier version of this bundle
+                del _PREDICTORS[old_key]
             _PREDICTORS[key] = predictor
     return predictor
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig, ImageConfig
 from app.errors import InputError, OnePipeError
 
 USAGE_ERROR = 2
@@ -209,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from app.config import AudioConfig, ImageConfig
     from app.train import train, train_config_with
 
     train_config = train_config_with(
@@ -235,6 +234,28 @@ def _train(args: argparse.Namespace) -> int:
         zoom=args.zoom,
         random_erasing=args.random_erasing,
     )
+    preprocessing = preprocessing_from_args(args)
+    train(
+        args.data_dir,
+        args.out,
+        kind=args.kind,
+        train_config=train_config,
+        preprocessing=preprocessing,
+        force=args.force,
+        command=shlex.join(["python", "-m", "app", *sys.argv[1:]]),
+        group_pattern=args.group_pattern,
+        progress=not args.quiet,
+        extra_train_dirs=args.extra_train_data,
+    )
+    return 0
+
+
+def preprocessing_from_args(args: argparse.Namespace) -> AudioConfig | ImageConfig | None:
+    """The AudioConfig or ImageConfig that `train`'s options ask for, or None for the defaults.
+
+    --sample-rate keeps the frames 32 ms and the hop 10 ms and f_max below Nyquist; image options start from
+    what the data shows (size, channels) and override it.
+    """
     preprocessing = None
     audio_options = {
         "sample_rate": args.sample_rate,
@@ -266,19 +287,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.background:
             options["background"] = None if args.background == "none" else args.background
         preprocessing = _config(ImageConfig, {**inferred.__dict__, **options})
-    train(
-        args.data_dir,
-        args.out,
-        kind=args.kind,
-        train_config=train_config,
-        preprocessing=preprocessing,
-        force=args.force,
-        command=shlex.join(["python", "-m", "app", *sys.argv[1:]]),
-        group_pattern=args.group_pattern,
-        progress=not args.quiet,
-        extra_train_dirs=args.extra_train_data,
-    )
-    return 0
+    return preprocessing
 
 
 def _config(config_class, options: dict):

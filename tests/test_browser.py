@@ -22,8 +22,7 @@ from app.predict import Predictor
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 playwright_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+ui_fixtures.require_chromium(module=True)  # fails on CI, which must test the dashboard in a real browser
 
 ui_models = ui_fixtures.ui_models
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"

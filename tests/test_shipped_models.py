@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,10 +139,9 @@ def test_speaking_into_the_dashboard_microphone(tmp_path):
     """Chromium's fake microphone plays a spoken "yes"; the dashboard on the shipped models hears "yes"."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     from fixtures_data import write_wav
-    from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, fake_media_args, start_voila, stop_process
+    from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, fake_media_args, require_chromium, start_voila, stop_process
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium()
     wav = write_wav(tmp_path / "yes.wav", np.concatenate([np.zeros(4000, np.float32), spoken("yes", seed=5)]))
     process, url = start_voila(MODELS, log_path=tmp_path / "voila.log")
     try:

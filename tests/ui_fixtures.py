@@ -5,6 +5,7 @@ Import the fixtures into a test module (`from ui_fixtures import ui_models`); co
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,18 @@ def write_y4m(image: Image.Image, path: Path, size: tuple[int, int] = (320, 240)
 
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def require_chromium(module: bool = False) -> None:
+    """Skip a browser test (or a whole module) where Debian's chromium is missing, except on CI, which must
+    run them all."""
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is not installed; `make chromium` installs Debian's package", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=module)
+
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app.paths import DOWNLOADED_SAMPLES_DIR, MODELS_DIR
 
+REPLACE_HELP = "rewrite OUT_DIR if it holds an earlier dataset of this command (only class folders of its files)"
 _DOWNLOAD_EPILOG = f"""\
 datasets:
   speech-commands       Speech Commands v0.02 training archive (2.4 GB), CC BY 4.0
@@ -104,9 +105,6 @@ def _print_counts(counts: dict, where: Path) -> None:
     total = sum(value if isinstance(value, int) else sum(value.values()) for value in counts.values())
     print(f"wrote {total} files to {where}")
     print(json.dumps(counts))
-
-
-REPLACE_HELP = "rewrite OUT_DIR if it holds an earlier dataset of this command (only class folders of its files)"
 
 
 def _clear_output(out_dir: Path, replace: bool, extension: str) -> None:

@@ -187,7 +187,7 @@ def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, 
     assert (notes / "todo.txt").read_text() == "keep me"
     unrelated = tmp_path / "unrelated" / "bird"
     unrelated.mkdir(parents=True)
-    (unrelated / "x.png").write_bytes((next((shape_dataset / "circle").iterdir())).read_bytes())
+    (unrelated / "x.png").write_bytes(next((shape_dataset / "circle").iterdir()).read_bytes())
     with pytest.raises(DatasetError, match=r"no class folder of .* matches"):
         train(shape_dataset, tmp_path / "never", extra_train_dirs=[unrelated.parent], progress=False)
     assert not (tmp_path / "never").exists()

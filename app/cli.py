@@ -319,15 +319,18 @@ def _predict(args: argparse.Namespace) -> int:
     from app.predict import Predictor
 
     predictor = Predictor.load(args.bundle_dir)
-    failures = 0
+    bad_input = unexpected = 0
     for file in args.files:
         try:
             print(json.dumps({"file": str(file), "predictions": predictor(file, top_k=args.top_k)}), flush=True)
-        except OnePipeError as error:
-            failures += 1
-            print(json.dumps({"file": str(file), "error": str(error)}), flush=True)
-            print(f"error: {file}: {error}", file=sys.stderr)
-    return USAGE_ERROR if failures else 0
+        except Exception as error:  # one file's failure never stops the others
+            if isinstance(error, OnePipeError):
+                bad_input, message = bad_input + 1, str(error)
+            else:  # a bug rather than bad input: say what it was
+                unexpected, message = unexpected + 1, f"unexpected {type(error).__name__}: {error}"
+            print(json.dumps({"file": str(file), "error": message}), flush=True)
+            print(f"error: {file}: {message}", file=sys.stderr)
+    return 1 if unexpected else USAGE_ERROR if bad_input else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

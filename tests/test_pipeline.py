@@ -169,6 +169,25 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models, tone_data
     assert unreadable.returncode == 2 and "could be read" in unreadable.stderr
 
 
+def test_cli_predict_reports_an_unexpected_error_and_goes_on(trained_models, tone_dataset, monkeypatch, capsys):
+    from app import cli
+    from app.predict import Predictor as RealPredictor
+
+    first, second = sorted((tone_dataset / "low").iterdir())[:2]
+    real_call = RealPredictor.__call__
+
+    def failing_on_the_first(self, source, top_k=5):
+        if source == first:
+            raise RuntimeError("a bug")
+        return real_call(self, source, top_k)
+
+    monkeypatch.setattr(RealPredictor, "__call__", failing_on_the_first)
+    assert cli.main(["predict", str(trained_models / "tones"), str(first), str(second)]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0] == {"file": str(first), "error": "unexpected RuntimeError: a bug"}
+    assert lines[1]["file"] == str(second) and lines[1]["predictions"]
+
+
 def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, shape_dataset):
     from app.config import TrainConfig
     from app.errors import DatasetError, InputError

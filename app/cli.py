@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig, ImageConfig
+from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig, ImageConfig, TrainConfig
 from app.errors import InputError, OnePipeError
 
 USAGE_ERROR = 2
@@ -209,9 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from app.train import train, train_config_with
+    from app.train import train
 
-    train_config = train_config_with(
+    train_config = train_config_from_args(args)
+    preprocessing = preprocessing_from_args(args)
+    train(
+        args.data_dir,
+        args.out,
+        kind=args.kind,
+        train_config=train_config,
+        preprocessing=preprocessing,
+        force=args.force,
+        command=shlex.join(["python", "-m", "app", *sys.argv[1:]]),
+        group_pattern=args.group_pattern,
+        progress=not args.quiet,
+        extra_train_dirs=args.extra_train_data,
+    )
+    return 0
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig that `train`'s options ask for: the defaults, with every option given replacing its field."""
+    from app.train import train_config_with
+
+    return train_config_with(
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -234,20 +255,6 @@ def _train(args: argparse.Namespace) -> int:
         zoom=args.zoom,
         random_erasing=args.random_erasing,
     )
-    preprocessing = preprocessing_from_args(args)
-    train(
-        args.data_dir,
-        args.out,
-        kind=args.kind,
-        train_config=train_config,
-        preprocessing=preprocessing,
-        force=args.force,
-        command=shlex.join(["python", "-m", "app", *sys.argv[1:]]),
-        group_pattern=args.group_pattern,
-        progress=not args.quiet,
-        extra_train_dirs=args.extra_train_data,
-    )
-    return 0
 
 
 def preprocessing_from_args(args: argparse.Namespace) -> AudioConfig | ImageConfig | None:

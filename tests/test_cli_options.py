@@ -1,10 +1,10 @@
-"""`python -m app train` options as the shipped recipes use them, turned into preprocessing configs."""
+"""`python -m app train` options as the shipped recipes use them, turned into configs and serving views."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.cli import build_parser, preprocessing_from_args
+from app.cli import build_parser, preprocessing_from_args, train_config_from_args
 from app.config import AudioConfig, ImageConfig
 from app.errors import InputError
 
@@ -39,3 +39,24 @@ def test_image_options_override_what_the_data_shows(shape_dataset):
 def test_options_that_do_not_fit_together_say_so():
     with pytest.raises(InputError, match="do not fit together"):
         preprocessing_for("--sample-rate", "8000", "--n-fft", "9000")  # a frame longer than the 1 s window
+
+
+def test_the_views_a_bundle_averages_follow_its_training_augmentation(shape_dataset):
+    from app.train import serving_views
+
+    audio = preprocessing_for("--sample-rate", "8000")
+    image = preprocessing_for("--image-size", "48x48", data=shape_dataset)
+
+    def views(config, *options):
+        args = build_parser().parse_args(["train", "data", "--out", "never", *options])
+        return serving_views(config, train_config_from_args(args))
+
+    assert views(audio)["time_shift_frames"] == [-10, -5, 5, 10]  # 50 and 100 ms of 10 ms hops
+    assert views(audio, "--no-augment")["time_shift_frames"] == []
+    assert views(image)["pixel_shifts"] and not views(image)["average_mirrored"]
+    assert views(image, "--horizontal-flip")["average_mirrored"]  # mirrors only when trained on mirrors
+    assert views(image, "--horizontal-flip", "--no-augment") == {
+        "average_mirrored": False,
+        "time_shift_frames": [],
+        "pixel_shifts": [],
+    }

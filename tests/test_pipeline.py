@@ -169,6 +169,25 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models, tone_data
     assert unreadable.returncode == 2 and "could be read" in unreadable.stderr
 
 
+def test_cli_evaluate_in_words_names_what_it_skipped_and_ignored(tmp_path, trained_models, tone_dataset):
+    import shutil
+
+    data = tmp_path / "data"
+    for name in ("high", "low", "mid"):
+        (data / name).mkdir(parents=True)
+        for path in sorted((tone_dataset / name).iterdir())[:2]:
+            shutil.copy(path, data / name / path.name)
+    (data / "low" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing")
+    (data / "cats").mkdir()
+    result = run_cli("evaluate", trained_models / "tones", data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("accuracy ") and lines[0].endswith("on 6 files")
+    assert [line.split()[0] for line in lines[1:4]] == ["high", "low", "mid"]
+    assert any(line.startswith("skipped 1 unreadable file(s)") and "broken.wav" in line for line in lines)
+    assert "ignored folders the model has no class for: cats" in lines
+
+
 def test_cli_predict_reports_an_unexpected_error_and_goes_on(trained_models, tone_dataset, monkeypatch, capsys):
     from app import cli
     from app.predict import Predictor as RealPredictor

@@ -80,6 +80,13 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _folder_class(text: str) -> tuple[str, str]:
+    folder, _, class_name = text.partition("=")
+    if not folder.strip() or not class_name.strip():
+        raise argparse.ArgumentTypeError(f"expected FOLDER=CLASS such as zero=0; received {text!r}")
+    return folder.strip(), class_name.strip()
+
+
 def _group_pattern(text: str) -> str:
     try:
         groups = re.compile(text).groups
@@ -105,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="DIR",
         help="another class-folder dataset used for training only (repeatable), e.g. synthetic speech",
+    )
+    train.add_argument(
+        "--extra-folder-classes",
+        type=_folder_class,
+        nargs="+",
+        default=[],
+        metavar="FOLDER=CLASS",
+        help="in the extra training data, read folder FOLDER as class CLASS, e.g. zero=0 one=1",
     )
     train.add_argument("--epochs", type=_positive_int, help="maximum epochs (early stopping may end sooner)")
     train.add_argument("--batch-size", type=_positive_int)
@@ -224,6 +239,7 @@ def _train(args: argparse.Namespace) -> int:
         group_pattern=args.group_pattern,
         progress=not args.quiet,
         extra_train_dirs=args.extra_train_data,
+        extra_folder_classes=dict(args.extra_folder_classes),
     )
     return 0
 

@@ -56,13 +56,20 @@ def file_kind(path: Path) -> str | None:
     return None
 
 
-def find_dataset(root: str | Path, kind: str | None = None, class_names: list[str] | None = None) -> Dataset:
+def find_dataset(
+    root: str | Path,
+    kind: str | None = None,
+    class_names: list[str] | None = None,
+    folder_classes: dict[str, str] | None = None,
+) -> Dataset:
     """Scan `root/<class>/<file>`; the kind is the majority of file types unless forced.
 
     Args:
         root: dataset folder.
         kind: "audio" or "image" to force; None to detect.
         class_names: use exactly these classes in this order (e.g. a bundle's), ignoring others.
+        folder_classes: with class_names, {folder name: class name} for folders named otherwise (e.g.
+            {"zero": "0"}); several folders may feed one class.
 
     Raises:
         DatasetError: missing folder, no class folders, or no files of the kind.
@@ -75,9 +82,13 @@ def find_dataset(root: str | Path, kind: str | None = None, class_names: list[st
         for path in root.iterdir()
         if path.is_dir() and not path.name.startswith(".") and path.name != BACKGROUND_NOISE_FOLDER
     )
+    aliases = folder_classes if class_names is not None and folder_classes else {}
+    class_of = {folder: aliases.get(folder.name, folder.name) for folder in folders}
     if class_names is not None:
-        by_name = {folder.name: folder for folder in folders}
-        folders = [by_name[name] for name in class_names if name in by_name]
+        folders = sorted(
+            (folder for folder in folders if class_of[folder] in class_names),
+            key=lambda folder: (class_names.index(class_of[folder]), folder.name),
+        )
     files_by_folder = {
         folder: sorted(p for p in folder.rglob("*") if p.is_file() and file_kind(p)) for folder in folders
     }
@@ -101,7 +112,7 @@ def find_dataset(root: str | Path, kind: str | None = None, class_names: list[st
         if class_names is None:
             names.append(folder.name)
         files.extend(matching)
-        labels.extend([names.index(folder.name)] * len(matching))
+        labels.extend([names.index(class_of[folder])] * len(matching))
     if class_names is None and len(names) < 2:
         raise DatasetError(f"found {len(names)} class folder(s) with {kind} files under {root}; need at least 2")
     noise_folder = root / BACKGROUND_NOISE_FOLDER

@@ -180,6 +180,7 @@ def train(
     progress: bool = True,
     cache_dir: Path | None = None,
     extra_train_dirs: Sequence[str | Path] = (),
+    extra_folder_classes: dict[str, str] | None = None,
 ) -> Path:
     """Train the CNN on `data_dir/<class>/<files>` and write a bundle to `out_dir`.
 
@@ -196,6 +197,7 @@ def train(
         cache_dir: feature cache folder (default: ~/.cache/onepipe).
         extra_train_dirs: more class-folder datasets (e.g. synthetic speech) used for training only, never
             for validation or test; folders named after classes of `data_dir` are used, others ignored.
+        extra_folder_classes: {folder: class} for extra folders named otherwise (e.g. {"zero": "0"}).
 
     Returns:
         The bundle folder.
@@ -219,8 +221,21 @@ def train(
     arrays = _split_arrays(extraction, splits, np.asarray(dataset.labels))
     if len(arrays["train"][0]) == 0 or (validating and len(arrays["validation"][0]) == 0):
         raise DatasetError(f"no readable files left in the training or validation split of {dataset.root}")
+    unknown = sorted(set((extra_folder_classes or {}).values()) - set(dataset.class_names))
+    if unknown:
+        raise InputError(
+            f"extra folders are mapped to {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not "
+            f"a class of {dataset.root} ({_first_names(dataset.class_names)})"
+        )
     train_features, train_labels, extra_summary = _training_set(
-        dataset, splits["train"], arrays["train"], preprocessing, train_config, extra_train_dirs, cache_dir, progress
+        dataset,
+        splits["train"],
+        arrays["train"],
+        preprocessing,
+        train_config,
+        [(extra_dir, extra_folder_classes or {}) for extra_dir in extra_train_dirs],
+        cache_dir,
+        progress,
     )
 
     keras.utils.set_random_seed(train_config.seed)
@@ -306,6 +321,11 @@ def train(
     return bundle
 
 
+def _first_names(names: Sequence[str], limit: int = 10) -> str:
+    """ "a, b, c …": the first `limit` names, for messages."""
+    return ", ".join(names[:limit]) + (" …" if len(names) > limit else "")
+
+
 def _split(dataset: Dataset, train_config: TrainConfig, group_pattern: str | None) -> tuple[dict[str, list[int]], bool]:
     """File indices of the train, validation and test splits, and whether validation chooses the epoch.
 
@@ -327,7 +347,7 @@ def _split(dataset: Dataset, train_config: TrainConfig, group_pattern: str | Non
     if not named <= found:
         raise DatasetError(
             f"no files of the speaker(s) {', '.join(sorted(named - found))} under {dataset.root}; "
-            f"speakers found (by --group-pattern): {', '.join(sorted(found)[:10])}{' …' if len(found) > 10 else ''}"
+            f"speakers found (by --group-pattern): {_first_names(sorted(found))}"
         )
     validating = (
         bool(splits["validation"]) or train_config.validation_percent > 0 or bool(train_config.validation_groups)
@@ -364,20 +384,20 @@ def _training_set(
     train_arrays: tuple[np.ndarray, np.ndarray],
     preprocessing: AudioConfig | ImageConfig,
     train_config: TrainConfig,
-    extra_train_dirs: Sequence[str | Path],
+    extra_train_dirs: Sequence[tuple[str | Path, dict[str, str]]],
     cache_dir: Path | None,
     progress: bool,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, int]]]:
-    """The training split plus the extra training folders and waveform variants: features, labels, and
-    the class counts taken from each extra folder."""
+    """The training split plus the extra training folders (each with its {folder: class} aliases) and
+    waveform variants: features, labels, and the class counts taken from each extra folder."""
     features, labels = [train_arrays[0]], [train_arrays[1]]
     extra_summary = {}
-    for extra_dir in extra_train_dirs:
-        extra = find_dataset(extra_dir, dataset.kind, class_names=list(dataset.class_names))
+    for extra_dir, folder_classes in extra_train_dirs:
+        extra = find_dataset(extra_dir, dataset.kind, list(dataset.class_names), folder_classes)
         if not extra.files:
             raise DatasetError(
                 f"no class folder of {extra_dir} matches a class of {dataset.root} "
-                f"({', '.join(dataset.class_names[:10])}{' …' if len(dataset.class_names) > 10 else ''}) "
+                f"({_first_names(dataset.class_names)}) "
                 f"with {dataset.kind} files"
             )
         extraction = extract_features(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)

@@ -140,3 +140,14 @@ def test_silence_clips_of_the_training_split_become_background_noise(tmp_path):
     ]
     no_silence = find_dataset(tmp_path, class_names=["yes"])
     assert silence_training_files(no_silence, range(len(no_silence.files))) == []
+
+
+def test_folders_named_otherwise_can_feed_a_class(tmp_path):
+    """As Speech Commands' `zero` … folders would feed a digit model's `0` … classes."""
+    for folder, count in (("zero", 2), ("0", 1), ("one", 3), ("yes", 1)):
+        for n in range(count):
+            write_wav(tmp_path / folder / f"{n:08x}_nohash_0.wav", tone(440, seconds=0.05))
+    dataset = find_dataset(tmp_path, "audio", ["0", "1", "2"], {"zero": "0", "one": "1"})
+    assert dataset.class_names == ("0", "1", "2")
+    assert dataset.counts() == {"0": 3, "1": 3, "2": 0}  # "yes" is no class of these, and is left out
+    assert [path.parent.name for path in dataset.files] == ["0", "zero", "zero", "one", "one", "one"]

@@ -169,6 +169,21 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models, tone_data
     assert unreadable.returncode == 2 and "could be read" in unreadable.stderr
 
 
+def test_extra_training_folders_named_otherwise_through_the_cli(tmp_path, tone_dataset):
+    import shutil
+
+    extra = tmp_path / "extra"
+    shutil.copytree(tone_dataset / "high", extra / "treble")  # another dataset's name for "high"
+    shutil.copytree(tone_dataset / "low", extra / "bass")
+    common = ["train", tone_dataset, "--out", tmp_path / "tones", "--extra-train-data", extra, "--quiet"]
+    wrong = run_cli(*common, "--extra-folder-classes", "treble=soprano")
+    assert wrong.returncode == 2 and "soprano" in wrong.stderr and "not a class" in wrong.stderr
+    result = run_cli(*common, "--extra-folder-classes", "treble=high", "bass=low", "--epochs", "1", "--no-augment")
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = read_metadata(tmp_path / "tones")["data"]["extra_training_data"][str(extra.resolve())]
+    assert counts == {"high": 24, "low": 24, "mid": 0}
+
+
 def test_cli_evaluate_in_words_names_what_it_skipped_and_ignored(tmp_path, trained_models, tone_dataset):
     import shutil
 

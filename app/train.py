@@ -214,6 +214,12 @@ def train(
             )
     started = time.time()
     dataset = find_dataset(data_dir, kind)
+    unknown = sorted(set((extra_folder_classes or {}).values()) - set(dataset.class_names))
+    if unknown:
+        raise InputError(
+            f"extra folders are mapped to {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not "
+            f"a class of {dataset.root} ({_first_names(dataset.class_names)})"
+        )
     if preprocessing is None:
         preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
     splits, validating = _split(dataset, train_config, group_pattern)
@@ -221,19 +227,14 @@ def train(
     arrays = _split_arrays(extraction, splits, np.asarray(dataset.labels))
     if len(arrays["train"][0]) == 0 or (validating and len(arrays["validation"][0]) == 0):
         raise DatasetError(f"no readable files left in the training or validation split of {dataset.root}")
-    unknown = sorted(set((extra_folder_classes or {}).values()) - set(dataset.class_names))
-    if unknown:
-        raise InputError(
-            f"extra folders are mapped to {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not "
-            f"a class of {dataset.root} ({_first_names(dataset.class_names)})"
-        )
     train_features, train_labels, extra_summary = _training_set(
         dataset,
         splits["train"],
         arrays["train"],
         preprocessing,
         train_config,
-        [(extra_dir, extra_folder_classes or {}) for extra_dir in extra_train_dirs],
+        extra_train_dirs,
+        extra_folder_classes or {},
         cache_dir,
         progress,
     )
@@ -322,7 +323,7 @@ def train(
 
 
 def _first_names(names: Sequence[str], limit: int = 10) -> str:
-    """ "a, b, c …": the first `limit` names, for messages."""
+    """The first `limit` names as "a, b, c …", for messages."""
     return ", ".join(names[:limit]) + (" …" if len(names) > limit else "")
 
 
@@ -384,16 +385,18 @@ def _training_set(
     train_arrays: tuple[np.ndarray, np.ndarray],
     preprocessing: AudioConfig | ImageConfig,
     train_config: TrainConfig,
-    extra_train_dirs: Sequence[tuple[str | Path, dict[str, str]]],
+    extra_train_dirs: Sequence[str | Path],
+    extra_folder_classes: dict[str, str],
     cache_dir: Path | None,
     progress: bool,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, int]]]:
-    """The training split plus the extra training folders (each with its {folder: class} aliases) and
-    waveform variants: features, labels, and the class counts taken from each extra folder."""
+    """The training split plus the extra training folders (folders named otherwise read as the class
+    `extra_folder_classes` gives) and waveform variants: features, labels, and the class counts taken from
+    each extra folder."""
     features, labels = [train_arrays[0]], [train_arrays[1]]
     extra_summary = {}
-    for extra_dir, folder_classes in extra_train_dirs:
-        extra = find_dataset(extra_dir, dataset.kind, list(dataset.class_names), folder_classes)
+    for extra_dir in extra_train_dirs:
+        extra = find_dataset(extra_dir, dataset.kind, list(dataset.class_names), extra_folder_classes)
         if not extra.files:
             raise DatasetError(
                 f"no class folder of {extra_dir} matches a class of {dataset.root} "

@@ -236,8 +236,9 @@ def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, 
     notes.mkdir()
     (notes / "todo.txt").write_text("keep me")
     with pytest.raises(BundleError, match="not a model bundle"):
-        train(shape_dataset, notes, force=True)
+        train(shape_dataset, notes, force=True, cache_dir=tmp_path / "cache", progress=False)
     assert (notes / "todo.txt").read_text() == "keep me"
+    assert not (tmp_path / "cache").exists()  # refused before any feature was extracted, let alone trained
     unrelated = tmp_path / "unrelated" / "bird"
     unrelated.mkdir(parents=True)
     (unrelated / "x.png").write_bytes(next((shape_dataset / "circle").iterdir()).read_bytes())

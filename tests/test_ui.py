@@ -234,6 +234,13 @@ def test_bundle_without_samples_says_how_to_get_them(dashboard):
     assert tab.samples_hint.value == "" and not tab.predict_button.disabled
 
 
+def test_the_samples_hint_suggests_the_smallest_download():
+    from app.ui.bundles import no_samples_hint
+
+    assert "data download speech-commands-test --samples" in no_samples_hint("speech-commands")  # 112 MB, not 2.3 GB
+    assert "data download fsdd --samples" in no_samples_hint("spoken-digits")
+
+
 def test_no_models_at_all(tmp_path):
     dashboard = build_dashboard(tmp_path)
     assert "No audio models" in dashboard.audio.children[0].value

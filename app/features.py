@@ -160,11 +160,12 @@ def extract_features(
     if not use_cache:
         return load_examples(files, config, progress=progress)
     folder = (cache_dir or default_cache_dir()) / f"features-{_config_hash(config)}"
-    known = {key for path in folder.glob("??.npz") for key in _read_shard_keys(path)}
+    shard_keys = {path.stem: keys for path in folder.glob("??.npz") if (keys := _read_shard_keys(path))}
+    known = {key for keys in shard_keys.values() for key in keys}
     fresh = load_examples(files, config, progress=progress, known_keys=known)
     fresh_row = {index: row for row, index in enumerate(fresh.kept.tolist())}
     wanted = {key for index, key in enumerate(fresh.keys) if index not in fresh_row and key in known}
-    cached = _read_cached_rows(folder, wanted, config)
+    cached = _read_cached_rows(folder, wanted, shard_keys, config)
     if wanted - cached.keys():  # a shard whose keys read but whose arrays did not: decode those files after all
         lost = [index for index, key in enumerate(fresh.keys) if key in wanted and key not in cached]
         again = load_examples([files[index] for index in lost], config, progress=False)
@@ -215,24 +216,34 @@ def _read_shard_keys(path: Path) -> list[str]:
         return []
 
 
-def _read_shard(path: Path, config: AudioConfig | ImageConfig) -> tuple[list[str], np.ndarray | None]:
-    """Keys and (n, *feature_shape) arrays of one shard; ([], None) when missing, damaged or of another shape."""
+def _read_shard_arrays(path: Path, count: int, config: AudioConfig | ImageConfig) -> np.ndarray | None:
+    """The (count, *feature_shape) arrays of one shard; None when damaged or of another shape or length."""
     try:
         with np.load(path, allow_pickle=False) as shard:
-            keys, arrays = [str(key) for key in shard["keys"]], shard["arrays"]
+            arrays = shard["arrays"]
     except Exception:
-        return [], None
-    if arrays.shape[1:] != feature_shape(config) or len(keys) != len(arrays):
-        return [], None
-    return keys, arrays
+        return None
+    return arrays if arrays.shape[1:] == feature_shape(config) and len(arrays) == count else None
 
 
-def _read_cached_rows(folder: Path, wanted: set[str], config: AudioConfig | ImageConfig) -> dict[str, np.ndarray]:
-    """{key: features} for the wanted keys, reading only the shards they are in."""
+def _read_shard(path: Path, config: AudioConfig | ImageConfig) -> tuple[list[str], np.ndarray | None]:
+    """Keys and arrays of one shard; ([], None) when missing, damaged or of another shape."""
+    keys = _read_shard_keys(path)
+    arrays = _read_shard_arrays(path, len(keys), config) if keys else None
+    return (keys, arrays) if arrays is not None else ([], None)
+
+
+def _read_cached_rows(
+    folder: Path, wanted: set[str], shard_keys: dict[str, list[str]], config: AudioConfig | ImageConfig
+) -> dict[str, np.ndarray]:
+    """{key: features} for the wanted keys, reading only the arrays of the shards they are in (their keys,
+    `shard_keys`, were read already)."""
     rows: dict[str, np.ndarray] = {}
     for shard in sorted({_shard_of(key) for key in wanted}):
-        keys, arrays = _read_shard(folder / f"{shard}.npz", config)
-        rows.update((key, arrays[row]) for row, key in enumerate(keys) if key in wanted)
+        keys = shard_keys[shard]
+        arrays = _read_shard_arrays(folder / f"{shard}.npz", len(keys), config)
+        if arrays is not None:
+            rows.update((key, arrays[row]) for row, key in enumerate(keys) if key in wanted)
     return rows
 
 

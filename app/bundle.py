@@ -40,9 +40,13 @@ def read_metadata(bundle_dir: str | Path) -> dict[str, Any]:
         metadata = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise BundleError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise BundleError(f"{path} holds a JSON {type(metadata).__name__}; expected an object of bundle metadata")
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
         raise BundleError(f"{path} lacks {', '.join(missing)}; the bundle is incomplete")
+    if not isinstance(metadata["format_version"], int):
+        raise BundleError(f"{path} has format_version {metadata['format_version']!r}; expected a whole number")
     if metadata["format_version"] > FORMAT_VERSION:
         raise BundleError(
             f"{bundle_dir} has format {metadata['format_version']}; this OnePipe reads up to {FORMAT_VERSION}"
@@ -85,7 +89,7 @@ def write_bundle(
         out_dir: the bundle folder to create.
         metadata: everything but the "files" checksums, which are added here.
         write_files: writes model.keras, model.tflite, report.png … into the folder it is given.
-        force: replace an existing bundle (its samples/ folder is kept).
+        force: replace an existing bundle (the sample folders of classes the new one keeps are kept).
 
     Raises:
         BundleError: out_dir exists and force is False, or it exists and is not a bundle.
@@ -100,11 +104,13 @@ def write_bundle(
         metadata = {**metadata, "files": {name: sha256_of(staging / name) for name in files}}
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         if out_dir.exists():
-            old_samples = out_dir / SAMPLES_FOLDER
-            if old_samples.is_dir():
-                shutil.copytree(old_samples, staging / SAMPLES_FOLDER)
+            _keep_samples(out_dir / SAMPLES_FOLDER, staging / SAMPLES_FOLDER, metadata.get("class_names", []))
             retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            out_dir.replace(retired)  # an empty folder is replaced by the rename
+            try:
+                out_dir.replace(retired)  # an empty folder is replaced by the rename
+            except OSError:
+                retired.rmdir()
+                raise
             try:
                 staging.rename(out_dir)
             except OSError:
@@ -117,6 +123,14 @@ def write_bundle(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _keep_samples(old_samples: Path, new_samples: Path, class_names: list[str]) -> None:
+    """Copy the sample folders <class>/ of an old bundle whose class the new bundle still has."""
+    if not old_samples.is_dir():
+        return
+    for class_dir in sorted(p for p in old_samples.iterdir() if p.is_dir() and p.name in class_names):
+        shutil.copytree(class_dir, new_samples / class_dir.name)
 
 
 __all__ = [

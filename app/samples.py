@@ -3,8 +3,8 @@
 - `speech-commands`: eSpeak NG speech of yes no up down left right on off stop go, other words
   for `_unknown_`, generated noise for `_silence_` (16 kHz PCM16 WAV, 1 s, 32 KB each).
 - `spoken-digits`: eSpeak NG speech of "zero".."nine" in classes "0".."9".
-- `mnist`: 28×28 light-on-dark PNGs, half scikit-learn handwritten digits, half digits drawn with
-  Pillow's bundled font.
+- `mnist`: 28×28 light-on-dark PNGs of scikit-learn's handwritten digits (digits drawn with Pillow's
+  bundled font only where it has too few).
 - `cifar10`: nothing can be made offline; `python -m app data download cifar10 --samples` puts a
   few CIFAR-10 test images in app.paths.DOWNLOADED_SAMPLES_DIR/cifar10/<class>/, where the
   dashboard looks.

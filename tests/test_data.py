@@ -100,8 +100,10 @@ def test_bundles_are_replaced_only_when_asked_and_only_bundles(tmp_path):
     (bundle / "samples" / "a").mkdir(parents=True)
     with pytest.raises(BundleError, match="--force"):
         write_bundle(bundle, metadata, files)
+    write_bundle(bundle, {**metadata, "class_names": ["a", "b"]}, files, force=True)
+    assert (bundle / "samples" / "a").is_dir()  # examples survive a retrain that keeps their class
     write_bundle(bundle, {**metadata, "class_names": ["b"]}, files, force=True)
-    assert (bundle / "samples" / "a").is_dir()  # examples survive a retrain
+    assert not (bundle / "samples" / "a").exists()  # but not one that drops it
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no staging or retired folders left
     notes = tmp_path / "notes"
     notes.mkdir()
@@ -109,6 +111,36 @@ def test_bundles_are_replaced_only_when_asked_and_only_bundles(tmp_path):
     with pytest.raises(BundleError, match="not a model bundle"):
         write_bundle(notes, metadata, files, force=True)
     assert (notes / "todo.txt").read_text() == "mine"
+
+
+def test_bundles_being_written_or_left_by_an_interrupted_write_are_not_listed(tmp_path):
+    from app.paths import list_bundles
+
+    metadata = '{"kind": "image"}'
+    for name in ("mnist", ".mnist.8d1omgbt", ".mnist.old-jsw52kzx"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.json").write_text(metadata)
+    assert list_bundles(models_dir=tmp_path) == [tmp_path / "mnist"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", "JSON list; expected an object"),
+        (
+            '{"format_version": "1", "kind": "audio", "class_names": [], "preprocessing": {}, "input_shape": [],'
+            ' "files": {}}',
+            "format_version '1'; expected a whole number",
+        ),
+    ],
+)
+def test_metadata_of_the_wrong_shape_is_a_bundle_error(tmp_path, text, message):
+    from app.bundle import read_metadata
+    from app.errors import BundleError
+
+    (tmp_path / "metadata.json").write_text(text)
+    with pytest.raises(BundleError, match=message):
+        read_metadata(tmp_path)
 
 
 def test_named_speakers_are_held_out_whole_and_everyone_else_trains(tmp_path):

@@ -336,3 +336,28 @@ def test_thumbnails_show_pictures_as_the_model_sees_them():
     assert thumbnail_of(Image.new("RGBA", (20, 20), (0, 0, 0, 0))).min() == 255  # transparency over white
     ramp = Image.fromarray(np.linspace(0, 65535, 400).reshape(20, 20).astype(np.uint16))
     assert thumbnail_of(ramp).max() > 220  # 16-bit grey keeps its contrast
+
+
+def test_only_sample_folders_of_the_bundles_classes_are_offered(tmp_path, monkeypatch):
+    from app import paths
+    from app.ui.bundles import sample_files
+
+    bundle = tmp_path / "models" / "words"
+    bundle.mkdir(parents=True)
+    metadata = {"format_version": 1, "kind": "audio", "class_names": ["no", "yes"], "preprocessing": {}}
+    (bundle / "metadata.json").write_text(json.dumps({**metadata, "input_shape": [1], "files": {}}))
+    downloaded = tmp_path / "downloaded"
+    monkeypatch.setattr(paths, "DOWNLOADED_SAMPLES_DIR", downloaded)
+    for folder in (
+        downloaded / "words" / "yes",
+        downloaded / "words" / "_background_noise_",
+        bundle / "samples" / "bed",
+    ):
+        folder.mkdir(parents=True)
+        write_wav(folder / "a.wav", tone(440, seconds=0.1))
+    (bundle / "samples" / "no").mkdir()
+    write_wav(bundle / "samples" / "no" / "b.wav", tone(440, seconds=0.1))
+    assert sample_files(bundle, "audio") == {
+        "no": [bundle / "samples" / "no" / "b.wav"],
+        "yes": [downloaded / "words" / "yes" / "a.wav"],
+    }

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
+from app.bundle import read_metadata
 from app.config import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from app.errors import BundleError
 
 _PREDICTORS: dict[tuple[str, int], object] = {}
 _LOCK = threading.Lock()
@@ -79,18 +81,24 @@ def warm_up(bundle_dirs: list[Path]) -> threading.Thread:
 
 def sample_files(bundle_dir: Path, kind: str) -> dict[str, list[Path]]:
     """Example files grouped by class: real ones downloaded to DOWNLOADED_SAMPLES_DIR/<bundle>/<class>/
-    first, then the bundle's own <bundle>/samples/<class>/, at most SAMPLES_PER_CLASS per class.
+    first, then the bundle's own <bundle>/samples/<class>/, at most SAMPLES_PER_CLASS per class. Only
+    folders named after one of the bundle's classes count (a downloaded archive also has
+    `_background_noise_` and words the model does not know).
 
     Returns:
         {class name: [files]} sorted by class; empty when there are none.
     """
     extensions = AUDIO_EXTENSIONS if kind == "audio" else IMAGE_EXTENSIONS
     bundle_dir = Path(bundle_dir)
+    try:
+        class_names = set(read_metadata(bundle_dir)["class_names"])
+    except (BundleError, TypeError):
+        return {}
     groups: dict[str, list[Path]] = {}
     for root in (paths.DOWNLOADED_SAMPLES_DIR / bundle_dir.name, bundle_dir / paths.SAMPLES_FOLDER):
         if not root.is_dir():
             continue
-        for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in class_names):
             files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.name.lower().endswith(extensions))
             groups.setdefault(class_dir.name, []).extend(files)
     return {name: files[:SAMPLES_PER_CLASS] for name, files in sorted(groups.items()) if files}

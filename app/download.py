@@ -589,6 +589,10 @@ def download_dataset(
         raise InputError(f"received --limit-per-class {limit_per_class}; expected a positive number")
     directory = Path(directory)
     target = directory / (folder_name or source.name)
+    if target.is_symlink():  # the data goes where the link points; the link stays
+        target = target.resolve()
+    if target.exists() and not target.is_dir():
+        raise DatasetError(f"{target} is a file; expected a folder to put {source.name} in")
     if target.exists() and any(target.iterdir()) and not replace:
         raise DatasetError(f"{target} already exists; expected a new folder (remove it or pass --replace)")
     cache = directory / CACHE_FOLDER
@@ -602,7 +606,7 @@ def download_dataset(
         )
         for remote in source.files
     ]
-    staging = directory / f".{target.name}.partial"
+    staging = target.parent / f".{target.name}.partial"  # beside the target, so the final rename stays on one disk
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

@@ -294,6 +294,25 @@ def test_existing_folder_is_refused_unless_replaced(server, tmp_path):
     assert len(server.requests) == 1  # the kept archive was reused
 
 
+def test_a_linked_dataset_folder_is_replaced_where_it_points(server, tmp_path):
+    server.files["speech_commands_test_set_v0.02.tar.gz"] = _speech_commands_archive()
+    elsewhere = tmp_path / "big-disk" / "speech-commands-test"
+    (elsewhere / "old").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "speech-commands-test").symlink_to(elsewhere, target_is_directory=True)
+    counts = download_dataset(
+        "speech-commands-test", tmp_path / "data", base_url=server.url, replace=True, progress=False
+    )
+    assert (tmp_path / "data" / "speech-commands-test").is_symlink()
+    assert sorted(p.name for p in elsewhere.iterdir() if p.is_dir()) == sorted(counts)
+    assert not (elsewhere / "old").exists()
+    (tmp_path / "data" / "file").write_text("x")
+    with pytest.raises(DatasetError, match="is a file; expected a folder"):
+        download_dataset(
+            "speech-commands-test", tmp_path / "data", base_url=server.url, folder_name="file", progress=False
+        )
+
+
 def test_base_url_from_the_environment(server, tmp_path, monkeypatch):
     monkeypatch.setenv("ONEPIPE_DOWNLOAD_BASE_URL", server.url + "/")
     server.files["v1.0.10.zip"] = _zip(

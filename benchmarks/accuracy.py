@@ -132,10 +132,12 @@ def evaluate_one(
 
 
 def as_recording(rng: np.random.Generator, waveform: np.ndarray, sample_rate: int) -> bytes:
-    """A clip as a browser would record it: in 2.5 s of quiet noise (−65 dBFS RMS), 15 dB down, 48 kHz WebM/Opus."""
+    """A clip as a browser would record it: in 2.5 s of quiet noise (−65 dBFS RMS; longer clips get 0.5 s more
+    than their length), 15 dB down, 48 kHz WebM/Opus."""
     kind = str(rng.choice(BROADBAND_KINDS))
-    recording = make_noise(kind, int(2.5 * sample_rate), rng, sample_rate) * 10 ** (-65 / 20)
-    start = int(rng.integers(0, recording.size - waveform.size))
+    length = max(int(2.5 * sample_rate), waveform.size + sample_rate // 2)
+    recording = make_noise(kind, length, rng, sample_rate) * 10 ** (-65 / 20)
+    start = int(rng.integers(0, recording.size - waveform.size))  # as before for clips under 2 s
     recording[start : start + waveform.size] += waveform * 10 ** (-15 / 20)
     return encode_webm_opus(recording.astype(np.float32), sample_rate)
 

@@ -87,3 +87,18 @@ def test_accuracy_benchmark_all_and_held_out(tmp_path, trained_models, tone_data
 
     test_only = run_main(accuracy, [str(data_root), "--models-dir", str(models), "--split", "test"], capsys)
     assert test_only["spoken-digits"]["count"] == split["test"]
+
+
+@pytest.mark.parametrize("seconds", [1.0, 2.5, 3.0])
+def test_a_browser_like_recording_holds_the_whole_clip(seconds):
+    import numpy as np
+
+    from app.audio import decode_audio
+
+    accuracy = load_script("accuracy")
+    rate = 48000
+    clip = np.full(int(seconds * rate), 0.1, np.float32)
+    recording = decode_audio(accuracy.as_recording(np.random.default_rng(0), clip, rate), rate)
+    assert recording.size >= max(2.5 * rate, clip.size) - rate // 100  # the encoder may trim a few ms
+    loud = np.flatnonzero(np.abs(recording) > 0.01)
+    assert (loud[-1] - loud[0]) / rate > seconds - 0.05  # the clip is in there, not cut

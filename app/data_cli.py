@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     download_parser = commands.add_parser(
         "download",
         help="download a public dataset as class folders",
-        description="Download a dataset, verify it, and convert it to DIR/NAME/<class>/<file>.",
+        description="Download a dataset, check it against the publisher's checksum where one is published "
+        "(MNIST, CIFAR-10), and convert it to DIR/NAME/<class>/<file>.",
         epilog=_DOWNLOAD_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help=f"dashboard samples: keep a few test files per class (4 unless --limit-per-class) in "
         f"{DOWNLOADED_SAMPLES_DIR}/<bundle>/",
     )
-    download_parser.add_argument("--replace", action="store_true", help="replace an existing dataset folder")
+    download_parser.add_argument(
+        "--replace", action="store_true", help="replace a dataset folder an earlier download wrote"
+    )
     download_parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives")
     download_parser.add_argument("--base-url", default=None, help="mirror URL prefix (also ONEPIPE_DOWNLOAD_BASE_URL)")
     download_parser.set_defaults(func=_download)

@@ -55,6 +55,7 @@ from app.paths import DOWNLOADED_SAMPLES_DIR
 DEFAULT_DIR = DOWNLOADED_SAMPLES_DIR.parent  # PROJECT_ROOT/data
 BASE_URL_VARIABLE = "ONEPIPE_DOWNLOAD_BASE_URL"
 CACHE_FOLDER = ".downloads"  # archives and .part files, under the download dir
+MARKER_FILE = ".onepipe-download"  # in every dataset folder this module wrote; only such folders are replaced
 
 # Publishers' locations. Google publishes no checksums for Speech Commands, GitHub's generated
 # archives have none; the MNIST and CIFAR-10 MD5 sums are the ones their publishers (and
@@ -573,7 +574,8 @@ def download_dataset(
             mnist and cifar10); None keeps all.
         base_url: fetch from this URL prefix instead of the publisher's (also $ONEPIPE_DOWNLOAD_BASE_URL).
         folder_name: output folder name (default: the dataset name).
-        replace: replace an existing output folder instead of refusing.
+        replace: replace an existing output folder that an earlier download wrote (it holds MARKER_FILE)
+            instead of refusing; a folder of anything else is never deleted.
         keep_archives: keep the downloaded archives.
         progress: show progress bars.
 
@@ -593,8 +595,14 @@ def download_dataset(
         target = target.resolve()
     if target.exists() and not target.is_dir():
         raise DatasetError(f"{target} is a file; expected a folder to put {source.name} in")
-    if target.exists() and any(target.iterdir()) and not replace:
-        raise DatasetError(f"{target} already exists; expected a new folder (remove it or pass --replace)")
+    if target.exists() and any(target.iterdir()):
+        if not replace:
+            raise DatasetError(f"{target} already exists; expected a new folder (remove it or pass --replace)")
+        if not (target / MARKER_FILE).is_file():
+            raise DatasetError(
+                f"{target} was not written by `data download` (it has no {MARKER_FILE} file); --replace rewrites "
+                "only a dataset this command made, so nothing was deleted: remove it yourself or use another --dir"
+            )
     cache = directory / CACHE_FOLDER
     paths = [
         fetch(
@@ -621,6 +629,7 @@ def download_dataset(
             ) from None
         if not counts:
             raise DatasetError(f"{', '.join(path.name for path in paths)} held no files of {source.name}'s layout")
+        (staging / MARKER_FILE).write_text(f"{source.name}\n")
         if target.exists():
             shutil.rmtree(target)
         staging.replace(target)

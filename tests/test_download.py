@@ -294,12 +294,24 @@ def test_existing_folder_is_refused_unless_replaced(server, tmp_path):
     assert len(server.requests) == 1  # the kept archive was reused
 
 
+def test_replace_never_deletes_a_folder_the_download_did_not_write(server, tmp_path):
+    server.files["speech_commands_test_set_v0.02.tar.gz"] = _speech_commands_archive()
+    mine = tmp_path / "speech-commands-test" / "my_recordings"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match=r"not written by `data download`.*nothing was deleted"):
+        download_dataset("speech-commands-test", tmp_path, base_url=server.url, replace=True, progress=False)
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
 def test_a_linked_dataset_folder_is_replaced_where_it_points(server, tmp_path):
     server.files["speech_commands_test_set_v0.02.tar.gz"] = _speech_commands_archive()
     elsewhere = tmp_path / "big-disk" / "speech-commands-test"
-    (elsewhere / "old").mkdir(parents=True)
+    elsewhere.mkdir(parents=True)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "speech-commands-test").symlink_to(elsewhere, target_is_directory=True)
+    download_dataset("speech-commands-test", tmp_path / "data", base_url=server.url, keep_archives=True, progress=False)
+    (elsewhere / "old").mkdir()
     counts = download_dataset(
         "speech-commands-test", tmp_path / "data", base_url=server.url, replace=True, progress=False
     )

@@ -159,7 +159,10 @@ def extract_features(
     files = [Path(f) for f in files]
     if not use_cache:
         return load_examples(files, config, progress=progress)
-    folder = (cache_dir or default_cache_dir()) / f"features-{_config_hash(config)}"
+    root = cache_dir or default_cache_dir()
+    for unsharded in root.glob("features-*.npz"):  # the one-file format before FEATURES_VERSION 3: never read
+        unsharded.unlink(missing_ok=True)
+    folder = root / f"features-{_config_hash(config)}"
     shard_keys = {path.stem: keys for path in folder.glob("??.npz") if (keys := _read_shard_keys(path))}
     known = {key for keys in shard_keys.values() for key in keys}
     fresh = load_examples(files, config, progress=progress, known_keys=known)

@@ -68,6 +68,15 @@ def test_a_partly_cached_list_keeps_its_order(tmp_path, shape_dataset):
     assert mixed.kept.tolist() == list(range(len(files)))
 
 
+def test_caches_of_the_old_one_file_format_are_removed(tmp_path, shape_dataset):
+    unsharded = tmp_path / "features-0035445b6298beac.npz"  # as FEATURES_VERSION 2 wrote them; never read now
+    unsharded.write_bytes(b"old")
+    (tmp_path / "notes.npz").write_bytes(b"not ours")
+    extract_features(sorted(shape_dataset.glob("*/*.png"))[:2], ImageConfig((28, 28), 1), cache_dir=tmp_path)
+    assert not unsharded.exists() and (tmp_path / "notes.npz").exists()
+    assert list(tmp_path.glob("features-*/??.npz"))
+
+
 def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path, shape_dataset):
     files = sorted(shape_dataset.glob("*/*.png"))[:10]
     config = ImageConfig(image_size=(28, 28), channels=1)

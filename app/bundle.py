@@ -68,15 +68,20 @@ def verify_file(bundle_dir: Path, metadata: dict[str, Any], name: str) -> Path:
 
 
 def check_bundle_target(out_dir: str | Path, force: bool) -> Path:
-    """The resolved `out_dir` if a bundle may be written there (it does not exist, or it is a bundle and
-    force is True); BundleError otherwise."""
+    """The resolved `out_dir` if a bundle may be written there (it does not exist, it is an empty folder, or
+    it is a bundle and force is True); BundleError otherwise."""
     out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not force:
-        raise BundleError(f"{out_dir} already exists; pass --force to replace it")
-    if out_dir.exists() and not (out_dir / METADATA_FILE).is_file():
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BundleError(f"{out_dir} is a file; expected a new or empty folder for the bundle")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return out_dir
+    if not (out_dir / METADATA_FILE).is_file():
         raise BundleError(
-            f"{out_dir} exists and is not a model bundle (no {METADATA_FILE}); --force replaces bundles only"
+            f"{out_dir} exists and is not a model bundle (no {METADATA_FILE}); expected a new or empty folder "
+            "(--force replaces bundles only)"
         )
+    if not force:
+        raise BundleError(f"{out_dir} already exists; pass --force to replace it")
     return out_dir
 
 

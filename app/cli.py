@@ -21,6 +21,7 @@ from pathlib import Path
 
 from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig, ImageConfig, TrainConfig
 from app.errors import InputError, OnePipeError
+from app.model import MIN_INPUT_SIZE
 
 USAGE_ERROR = 2
 
@@ -29,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits with code 2 and a one-line message (its default prints usage, also code 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(USAGE_ERROR, f"error: {message} (see `python -m app {self.prog.split()[-1]} --help`)\n")
+        self.exit(USAGE_ERROR, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -39,8 +40,8 @@ def _image_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 28x28; received {text!r}") from None
     if len(parts) == 1:
         parts *= 2
-    if len(parts) != 2 or min(parts) < 8 or max(parts) > 512:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH between 8 and 512; received {text!r}")
+    if len(parts) != 2 or min(parts) < MIN_INPUT_SIZE or max(parts) > 512:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH between {MIN_INPUT_SIZE} and 512; received {text!r}")
     return parts[0], parts[1]
 
 
@@ -70,6 +71,7 @@ _sample_rate = _bounded(
     int, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE + 1, f"a rate in Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} such as 16000"
 )
 _clip_seconds = _bounded(float, 0.1, 30.0, "seconds from 0.1 to below 30 such as 1.0")
+_learning_rate = _bounded(float, 1e-7, 10.0, "a positive rate below 10 such as 0.002")
 _mixup_alpha = _bounded(float, 0.0, 10.0, "a Beta distribution parameter from 0 to below 10 such as 0.2")
 
 
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, help="maximum epochs (early stopping may end sooner)")
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--seed", type=_seed)
-    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--learning-rate", type=_learning_rate)
     train.add_argument("--patience", type=_positive_int, help="epochs without validation gain before stopping")
     train.add_argument(
         "--validation-percent",
@@ -226,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from app.train import train
 
+    if args.extra_folder_classes and not args.extra_train_data:
+        raise InputError("--extra-folder-classes names folders of the extra training data; add --extra-train-data DIR")
     train_config = train_config_from_args(args)
     preprocessing = preprocessing_from_args(args)
     train(
@@ -305,7 +309,13 @@ def preprocessing_from_args(args: argparse.Namespace) -> AudioConfig | ImageConf
         from app.data import find_dataset
         from app.train import infer_image_config
 
-        inferred = infer_image_config(find_dataset(args.data_dir, "image"))
+        dataset = find_dataset(args.data_dir, args.kind)
+        if dataset.kind != "image":
+            raise InputError(
+                f"{dataset.root} holds {dataset.kind} files, but --image-size, --channels, --background and "
+                "--center-content are options for images; drop them"
+            )
+        inferred = infer_image_config(dataset)
         options = {k: v for k, v in image_options.items() if v is not None}
         if args.background:
             options["background"] = None if args.background == "none" else args.background

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
@@ -26,6 +26,8 @@ from app.errors import DatasetError
 
 BACKGROUND_NOISE_FOLDER = "_background_noise_"
 SPLITS = ("train", "validation", "test")
+# Folder names of a dataset split into sets (root/train/<class>/…), which are not classes.
+SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test", "testing", "eval"}
 MAX_FILES_PER_CLASS = 2**27 - 1  # as in TensorFlow's speech_commands
 
 
@@ -39,6 +41,8 @@ class Dataset:
     files: tuple[Path, ...]
     labels: tuple[int, ...]
     background_noise_files: tuple[Path, ...] = ()
+    # {folder name: files} of the other kind, left out (e.g. pictures among audio class folders)
+    other_kind_files: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Files per class name."""
@@ -113,11 +117,28 @@ def find_dataset(
             names.append(folder.name)
         files.extend(matching)
         labels.extend([names.index(class_of[folder])] * len(matching))
+    other_kind = {
+        folder.name: count
+        for folder, folder_files in files_by_folder.items()
+        if (count := sum(file_kind(p) != kind for p in folder_files))
+    }
     if class_names is None and len(names) < 2:
-        raise DatasetError(f"found {len(names)} class folder(s) with {kind} files under {root}; need at least 2")
+        others = f" ({sum(other_kind.values())} other files were not {kind}; --kind chooses)" if other_kind else ""
+        raise DatasetError(
+            f"found {len(names)} class folder(s) with {kind} files under {root}; need at least 2{others}"
+        )
+    if class_names is None and set(names) <= SPLIT_FOLDER_NAMES and all(_has_subfolders(root / n) for n in names):
+        raise DatasetError(
+            f"{root} holds {', '.join(f'{n}/' for n in names)} with folders inside: a layout split into sets, not "
+            f"class folders; expected root/<class>/<file>, so give one set, e.g. {root / names[0]}"
+        )
     noise_folder = root / BACKGROUND_NOISE_FOLDER
     noise = tuple(sorted(p for p in noise_folder.glob("*") if file_kind(p) == "audio")) if noise_folder.is_dir() else ()
-    return Dataset(root, kind, tuple(names), tuple(files), tuple(labels), noise)
+    return Dataset(root, kind, tuple(names), tuple(files), tuple(labels), noise, other_kind)
+
+
+def _has_subfolders(folder: Path) -> bool:
+    return any(path.is_dir() for path in folder.iterdir())
 
 
 def speaker_key(path: Path, group_pattern: str | None = None) -> str:

@@ -115,6 +115,8 @@ def _clear_output(out_dir: Path, replace: bool, extension: str) -> None:
     folders of `extension` files (an earlier run's), which are deleted so no stale file stays behind."""
     from app.errors import DatasetError
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"{out_dir} is a file; expected a new or empty folder")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
     if not replace:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The smallest height and width the two valid 3×3 convolutions and 2×2 poolings leave a position of.
+MIN_INPUT_SIZE = 10
+
 
 def build_model(input_shape: tuple[int, int, int], n_classes: int, mean: np.ndarray, variance: np.ndarray):
     """A compiled-free Keras model.

@@ -35,9 +35,9 @@ from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
 from app.data import Dataset, find_dataset, speaker_key, split_dataset
 from app.errors import DatasetError, InputError
 from app.evaluate import metrics_from_predictions
-from app.features import Extraction, extract_features, load_examples
+from app.features import Extraction, extract_features, feature_shape, load_examples
 from app.images import serving_pixel_shifts
-from app.model import build_model, to_tflite
+from app.model import MIN_INPUT_SIZE, build_model, to_tflite
 from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
 from app.predict import input_views
 from app.report import plot_report
@@ -202,8 +202,6 @@ def train(
     Returns:
         The bundle folder.
     """
-    import keras
-
     train_config = train_config or TrainConfig()
     out_dir = check_bundle_target(out_dir, force)  # before the training, not after it
     for folder in (data_dir, *extra_train_dirs):
@@ -222,6 +220,11 @@ def train(
         )
     if preprocessing is None:
         preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
+    _check_preprocessing(dataset, preprocessing)
+    if dataset.other_kind_files:
+        other = "image" if dataset.kind == "audio" else "audio"
+        left_out = ", ".join(f"{name}/ ({count})" for name, count in dataset.other_kind_files.items())
+        print(f"left out the {other} files of this {dataset.kind} dataset: {left_out}")
     splits, validating = _split(dataset, train_config, group_pattern)
     extraction = extract_features(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
     arrays = _split_arrays(extraction, splits, np.asarray(dataset.labels))
@@ -238,6 +241,8 @@ def train(
         cache_dir,
         progress,
     )
+
+    import keras  # after every check of the input, so a mistake is reported at once
 
     keras.utils.set_random_seed(train_config.seed)
     n_classes = len(dataset.class_names)
@@ -301,6 +306,7 @@ def train(
             "extra_training_data": extra_summary,
             "augmented_training_examples": int(len(train_features)),
             "skipped": [{"file": f, "reason": r} for f, r in extraction.skipped],
+            "other_kind_files": dataset.other_kind_files,
         },
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -533,6 +539,27 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return versions
+
+
+def _check_preprocessing(dataset: Dataset, preprocessing: AudioConfig | ImageConfig) -> None:
+    """InputError when the preprocessing is for the other kind of data, or makes inputs too small for the CNN."""
+    if isinstance(preprocessing, AudioConfig) != (dataset.kind == "audio"):
+        asked = "audio" if isinstance(preprocessing, AudioConfig) else "image"
+        raise InputError(
+            f"{dataset.root} holds {dataset.kind} files, but the options given are for {asked} "
+            f"(such as {'--sample-rate' if asked == 'audio' else '--image-size'}); drop them (or, for a folder that "
+            f"also holds {asked} files, pass --kind {asked})"
+        )
+    height, width = feature_shape(preprocessing)[:2]
+    if min(height, width) < MIN_INPUT_SIZE:
+        what = (
+            f"{height} frames × {width} mel bands (longer --clip-seconds, shorter --hop-length or more --n-mels)"
+            if isinstance(preprocessing, AudioConfig)
+            else f"{height} × {width} pixels (a larger --image-size)"
+        )
+        raise InputError(
+            f"the model's input would be {what}; the CNN needs at least {MIN_INPUT_SIZE} × {MIN_INPUT_SIZE}"
+        )
 
 
 def train_config_with(**overrides: Any) -> TrainConfig:

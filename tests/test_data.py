@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures_data import tone, write_wav
+from PIL import Image
 
 from app.data import find_dataset, speaker_key, split_dataset, which_set
 from app.errors import DatasetError
@@ -111,6 +112,37 @@ def test_bundles_are_replaced_only_when_asked_and_only_bundles(tmp_path):
     with pytest.raises(BundleError, match="not a model bundle"):
         write_bundle(notes, metadata, files, force=True)
     assert (notes / "todo.txt").read_text() == "mine"
+
+
+def test_a_bundle_may_go_into_an_empty_folder_but_not_onto_a_file(tmp_path):
+    from app.bundle import write_bundle
+    from app.errors import BundleError
+
+    def files(folder: Path) -> None:
+        (folder / "model.tflite").write_bytes(b"model")
+
+    metadata = {"format_version": 1, "kind": "audio", "class_names": ["a"], "preprocessing": {}, "input_shape": [1]}
+    (tmp_path / "empty").mkdir()
+    assert (write_bundle(tmp_path / "empty", metadata, files) / "metadata.json").is_file()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BundleError, match="is a file; expected a new or empty folder"):
+        write_bundle(tmp_path / "file", metadata, files, force=True)
+
+
+def test_files_of_the_other_kind_are_counted_and_split_layouts_refused(tmp_path):
+    for name in ("yes", "no"):
+        for n in range(2):
+            write_wav(tmp_path / "mixed" / name / f"{n}.wav", tone(440, seconds=0.05))
+    (tmp_path / "mixed" / "cat").mkdir()
+    for n in range(3):
+        Image.new("L", (8, 8)).save(tmp_path / "mixed" / "cat" / f"{n}.png")
+    mixed = find_dataset(tmp_path / "mixed")
+    assert mixed.class_names == ("no", "yes") and mixed.other_kind_files == {"cat": 3}
+    for split, name in (("train", "3"), ("train", "4"), ("test", "3")):
+        write_wav(tmp_path / "sets" / split / name / "a.wav", tone(440, seconds=0.05))
+    with pytest.raises(DatasetError, match=r"split into sets, not class folders.*sets/test"):
+        find_dataset(tmp_path / "sets")
+    assert find_dataset(tmp_path / "sets" / "train").class_names == ("3", "4")
 
 
 def test_bundles_being_written_or_left_by_an_interrupted_write_are_not_listed(tmp_path):

@@ -23,7 +23,7 @@ import scipy.fft
 import scipy.io.wavfile
 
 from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig
-from app.errors import InputError
+from app.errors import InputError, UndecodableError
 from app.sources import Source, describe_source, read_source_bytes
 
 EXPECTED_AUDIO = "expected audio: wav, flac, ogg, opus, mp3, m4a, webm"
@@ -150,7 +150,7 @@ def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source:
             reason = "not a recognised audio format"
         else:
             reason = getattr(error, "strerror", None) or str(error)[:120]
-        raise InputError(
+        raise UndecodableError(
             f"{describe_source(source)} could not be decoded as audio ({reason}); {EXPECTED_AUDIO}"
         ) from None
     waveform = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)

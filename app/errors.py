@@ -13,6 +13,10 @@ class InputError(OnePipeError, ValueError):
     """A file, byte string or array given by a user cannot be used (wrong type, corrupt, empty)."""
 
 
+class UndecodableError(InputError):
+    """Bytes that no decoder could read as audio (corrupt, cut short, or another kind of file)."""
+
+
 class DatasetError(OnePipeError, ValueError):
     """A data folder does not have the `root/<class>/<file>` layout or holds too little data."""
 

@@ -50,18 +50,23 @@ def voila_url(ui_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(media):
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                *fake_media_args(microphone=media["wav"], camera=media["y4m"]),
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        yield browser
-        browser.close()
+def playwright():
+    with playwright_api.sync_playwright() as instance:  # one per thread: every browser here comes from it
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, media):
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            *CHROMIUM_ARGS,
+            *fake_media_args(microphone=media["wav"], camera=media["y4m"]),
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )
+    yield browser
+    browser.close()
 
 
 class Dashboard:
@@ -181,6 +186,19 @@ def test_webcam_snapshot_label_equals_the_predictor_on_that_frame(dashboard, med
     assert label == predictor.postprocess(probabilities)[0]["label"]
     assert frame.shape == predictor.config.input_shape[:2] + (() if frame.ndim == 2 else (frame.shape[2],))
     dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard-webcam.png"), full_page=True)
+    # The fake camera shows a still picture, so the second snapshot's bytes equal the first's: still answered.
+    panel = images.locator(".onepipe-result .widget-html-content").element_handle()
+    dashboard.page.evaluate(
+        """(panel) => { window.panelChanges = 0;
+            new MutationObserver(() => window.panelChanges++).observe(panel, {childList: true, subtree: true}); }""",
+        panel,
+    )
+    images.locator(".onepipe-snapshot").click()
+    dashboard.page.wait_for_function(
+        "() => window.panelChanges >= 2 && document.querySelector('.onepipe-tab:not([hidden]) .onepipe-top-label')",
+        timeout=TIMEOUT_MS,
+    )
+    assert dashboard.result(images) == label
     images.locator(".onepipe-camera-toggle").click()
     images.locator(".onepipe-camera video").wait_for(state="detached", timeout=TIMEOUT_MS)
     assert dashboard.serious_errors() == []
@@ -221,3 +239,27 @@ def test_uploads_good_and_bad(dashboard, tmp_path, ui_models):
     dashboard.wait_for_change(images, before)
     assert "expected an image" in dashboard.result(images, ".onepipe-message-text")
     assert dashboard.serious_errors() == []
+
+
+def test_without_a_microphone_or_camera_the_dashboard_says_so(playwright, voila_url):
+    """A browser with no devices (a school PC): Stop and Snapshot end in a message, not an endless wait."""
+    from app.ui.audio_tab import NO_MICROPHONE_MESSAGE
+    from app.ui.image_tab import NO_CAMERA_MESSAGE
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        page = Dashboard(browser, voila_url)
+        audio = page.tab("Audio")
+        audio.locator(".onepipe-record").click()
+        page.page.wait_for_timeout(1200)
+        audio.locator(".onepipe-record").click()
+        audio.get_by_text(NO_MICROPHONE_MESSAGE).wait_for(timeout=TIMEOUT_MS)
+        images = page.tab("Images")
+        images.locator(".onepipe-camera-toggle").click()
+        images.locator(".onepipe-snapshot").click()
+        images.get_by_text(NO_CAMERA_MESSAGE).wait_for(timeout=TIMEOUT_MS)
+        page.page.screenshot(path=str(ARTIFACTS / "dashboard-no-devices.png"), full_page=True)
+        page.close()
+    finally:
+        browser.close()

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -187,25 +188,63 @@ def test_image_upload_good_and_bad(dashboard, shape_predictor, tmp_path):
         assert expected in tab.result.message, (name, tab.result.message)
 
 
+def wait_until(condition, seconds: float = 5.0) -> bool:
+    """Poll `condition` (a timer thread changes the widgets) until it holds or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
 def test_microphone_recording_is_predicted_when_it_stops(dashboard, tone_predictor):
     tab = dashboard.audio
     tab.record_button.value = True
     assert tab.recorder.recording is True and "Stop" in tab.record_button.description
-    tab.record_button.value = False
-    assert tab.recorder.recording is False and "Processing" in tab.record_status.value
+    tab.record_button.value = False  # at once: the recorder goes on to MIN_RECORDING_S
+    assert tab.recorder.recording is True and "a moment longer" in tab.record_status.value
+    assert wait_until(lambda: tab.recorder.recording is False)
+    assert "Processing" in tab.record_status.value
     recording = webm_opus(tone(TONE_CLASSES["low"], seconds=1.5, seed=7))
     tab.recorder.audio.value = recording  # what the browser sends when MediaRecorder stops
     assert tab.result.level == "result"
     assert_same_predictions(tab.result.predictions, tone_predictor(recording))
     assert tab.result.predictions[0]["label"] == "low"
+    tab.record_button.value = True  # a second recording of the very same bytes is news too
+    tab.record_button.value = False
+    assert wait_until(lambda: tab.recorder.recording is False)
+    tab.result.show_message("waiting")
+    tab.recorder.audio.value = recording
+    assert tab.result.level == "result"
 
 
-def test_silent_and_empty_recordings_give_a_message(dashboard):
+def test_silent_empty_and_unreadable_recordings_give_a_message(dashboard):
+    from app.ui.audio_tab import UNREADABLE_RECORDING_MESSAGE
+
     tab = dashboard.audio
     tab.recorder.audio.value = webm_opus(np.zeros(16000, dtype=np.float32))
     assert tab.result.level == "error" and "silent" in tab.result.message
     tab.recorder.audio.value = b""  # the browser sent a recording without data
     assert tab.result.level == "error" and "empty" in tab.result.message
+    tab.recorder.audio.value = webm_opus(tone(440.0, seconds=1.0))[:300]  # stopped before any sound was kept
+    assert tab.result.level == "error" and tab.result.message == UNREADABLE_RECORDING_MESSAGE
+
+
+def test_a_missing_or_blocked_microphone_or_camera_is_reported(dashboard, monkeypatch):
+    from app.ui import audio_tab, image_tab
+
+    monkeypatch.setattr(audio_tab, "MIN_RECORDING_S", 0.0)
+    monkeypatch.setattr(audio_tab, "RECORDING_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(image_tab, "SNAPSHOT_TIMEOUT_S", 0.2)
+    tab = dashboard.audio
+    tab.record_button.value = True
+    tab.record_button.value = False  # and the browser never sends anything
+    assert wait_until(lambda: tab.result.message == audio_tab.NO_MICROPHONE_MESSAGE)
+    images = dashboard.images
+    images.camera_button.value = True
+    images.snapshot_button.click()
+    assert images.result.level == "busy"
+    assert wait_until(lambda: images.result.message == image_tab.NO_CAMERA_MESSAGE)
+    images.camera_button.value = False
 
 
 def test_webcam_snapshot_is_predicted(dashboard, shape_predictor):
@@ -220,6 +259,10 @@ def test_webcam_snapshot_is_predicted(dashboard, shape_predictor):
     buffer = io.BytesIO()
     frame.save(buffer, format="PNG")
     tab.recorder.image.value = buffer.getvalue()  # the browser's PNG snapshot
+    assert_same_predictions(tab.result.predictions, shape_predictor(buffer.getvalue()))
+    tab.snapshot_button.click()  # a still camera sends the very same bytes again: predicted again
+    assert tab.result.level == "busy"
+    tab.recorder.image.value = buffer.getvalue()
     assert_same_predictions(tab.result.predictions, shape_predictor(buffer.getvalue()))
     tab.camera_button.value = False
     assert tab.camera is None and tab.snapshot_button.disabled and tab.camera_box.children == ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,19 @@ from ipywebrtc import AudioRecorder, CameraStream
 
 from app.config import AUDIO_EXTENSIONS
 from app.ui.bundles import BundleInfo, no_samples_hint, sample_files
-from app.ui.common import MAX_UPLOAD_BYTES, ModelPicker, PredictTab, predict_into, section
+from app.ui.common import MAX_UPLOAD_BYTES, ModelPicker, PredictTab, call_later, predict_into, section
 
 RECORD_LABEL, STOP_LABEL = "● Record", "■ Stop"
+MIN_RECORDING_S = 1.0  # a quicker Stop is delayed: the browser needs a moment to start, and a word needs one
+RECORDING_TIMEOUT_S = 8.0  # no recording this long after Stop: the microphone is missing or blocked
+NO_MICROPHONE_MESSAGE = (
+    "No recording came from the browser. It may have no microphone, or may be blocking it: allow the microphone "
+    "(the icon in the address bar) and record again; or upload a clip."
+)
+UNREADABLE_RECORDING_MESSAGE = (
+    "The recording could not be read: it probably stopped before any sound was captured. Press Record, say one "
+    "word, then press Stop."
+)
 
 
 class AudioTab(PredictTab):
@@ -49,6 +60,8 @@ class AudioTab(PredictTab):
             '<span class="onepipe-status">Say one word; it is predicted when you stop.</span>'
         )
         self.record_button.observe(self._record_toggled, "value")
+        self._recording_since = 0.0  # time.monotonic() when Record was pressed
+        self._pending_stop = None  # the timer of a Stop delayed to MIN_RECORDING_S
 
         self.upload = self.make_upload("Upload audio", AUDIO_EXTENSIONS, "audio/*")
 
@@ -117,24 +130,39 @@ class AudioTab(PredictTab):
 
     def _record_toggled(self, change: dict[str, Any]) -> None:
         if change["new"]:
+            if self._pending_stop is not None:  # Record again while a quick Stop waited: keep recording
+                self._pending_stop.cancel()
+                self._pending_stop = None
             self.record_button.description, self.record_button.button_style = STOP_LABEL, "warning"
             self.record_status.value = '<span class="onepipe-status">Recording… say one word, then press Stop.</span>'
+            self.device_answered()
+            self.clear_media(self.recorder.audio)
+            self._recording_since = time.monotonic()
             self.recorder.recording = True
         else:
             self.record_button.description, self.record_button.button_style = RECORD_LABEL, "danger"
-            self.record_status.value = (
-                '<span class="onepipe-status">Processing the recording… (if nothing happens, allow the '
-                "microphone in your browser and record again)</span>"
-            )
-            self.recorder.recording = False
+            remaining = MIN_RECORDING_S - (time.monotonic() - self._recording_since)
+            if remaining > 0:
+                self.record_status.value = '<span class="onepipe-status">Recording a moment longer…</span>'
+                self._pending_stop = call_later(remaining, self._stop_recording)
+            else:
+                self._stop_recording()
+
+    def _stop_recording(self) -> None:
+        """Stop the browser's recorder; the recording arrives in `_recorded`, or a message says why not."""
+        self._pending_stop = None
+        self.record_status.value = '<span class="onepipe-status">Processing the recording…</span>'
+        self.await_device(RECORDING_TIMEOUT_S, NO_MICROPHONE_MESSAGE)
+        self.recorder.recording = False
 
     def _recorded(self, change: dict[str, Any]) -> None:
-        if self.bundle is None:
+        if self.clearing or self.bundle is None:
             return
+        self.device_answered()
         data = bytes(change["new"] or b"")
         self.recorder.layout.display = None
         self.record_status.value = '<span class="onepipe-status">Recorded. Press Record to try again.</span>'
         if not data:
             self.result.show_message("The recording is empty: no sound arrived from the microphone.")
             return
-        predict_into(self.result, self.bundle.path, data, "your recording")
+        predict_into(self.result, self.bundle.path, data, "your recording", UNREADABLE_RECORDING_MESSAGE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from app import paths
-from app.errors import InputError
+from app.errors import InputError, UndecodableError
 from app.sources import describe_source
 from app.ui.bundles import BundleInfo, get_predictor, list_bundle_infos
 from app.ui.render import image_png, spectrogram_png
@@ -85,10 +86,21 @@ def read_upload(value: Sequence[dict[str, Any]]) -> tuple[str, bytes]:
     return name, data
 
 
-def predict_into(panel: ResultPanel, bundle_dir: Path, source: Any, source_name: str) -> list[dict[str, Any]] | None:
+def call_later(seconds: float, callback: Callable[[], None]) -> threading.Timer:
+    """Run `callback` after `seconds` on a timer thread (widget changes made there reach the browser)."""
+    timer = threading.Timer(seconds, callback)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def predict_into(
+    panel: ResultPanel, bundle_dir: Path, source: Any, source_name: str, undecodable_message: str | None = None
+) -> list[dict[str, Any]] | None:
     """Predict `source` with the bundle's Predictor and show the result (or a friendly message) in `panel`.
 
-    The time shown covers decoding, features and the model (not drawing the picture).
+    The time shown covers decoding, features and the model (not drawing the picture). `undecodable_message`
+    replaces the decoder's message for input that is not a file the user chose (a recording).
 
     Returns:
         The predictions as Predictor.__call__ gives them, or None after an error.
@@ -112,6 +124,9 @@ def predict_into(panel: ResultPanel, bundle_dir: Path, source: Any, source_name:
             caption = f"The image as the model saw it: {width}×{height} px, {'grey' if channels == 1 else 'colour'}"
     except Exception as error:  # every failure becomes a short message in the panel
         log.info("prediction failed for %s: %r", source_name, error)
+        if isinstance(error, UndecodableError) and undecodable_message:
+            panel.show_message(undecodable_message)
+            return None
         if isinstance(error, InputError) and isinstance(source, (bytes, bytearray, memoryview)):
             # messages about uploads and recordings name the file, not "14,512 bytes"
             error = InputError(str(error).replace(describe_source(source), f"'{source_name}'", 1))
@@ -136,6 +151,10 @@ class PredictTab(widgets.VBox):
         self.current: tuple[str, Any] | None = None  # (name shown, source) that Predict uses
         self.infos = list_bundle_infos(self.kind, self.models_dir)
         self.picker: ModelPicker | None = None
+        self._waiting_lock = threading.Lock()
+        self._waiting: tuple[int, threading.Timer] | None = None  # (ticket, timer) while a device is awaited
+        self._tickets = 0
+        self._clearing = False
         if not self.infos:
             self.children = [widgets.HTML(no_models_message(self.kind, self.models_dir))]
 
@@ -143,6 +162,44 @@ class PredictTab(widgets.VBox):
     def bundle(self) -> BundleInfo | None:
         """The chosen bundle, or None when there is none."""
         return self.picker.info if self.picker else None
+
+    def await_device(self, seconds: float, message: str) -> None:
+        """Show `message` unless device_answered() is called within `seconds`: a camera or microphone that
+        is missing or blocked is reported only in the browser's console, and nothing ever arrives."""
+        with self._waiting_lock:
+            if self._waiting:
+                self._waiting[1].cancel()
+            self._tickets += 1
+            ticket = self._tickets
+
+            def give_up() -> None:
+                with self._waiting_lock:
+                    if self._waiting and self._waiting[0] == ticket:
+                        self._waiting = None
+                        self.result.show_message(message)
+
+            self._waiting = (ticket, call_later(seconds, give_up))
+
+    def device_answered(self) -> None:
+        """What await_device waits for arrived (or is no longer awaited)."""
+        with self._waiting_lock:
+            if self._waiting:
+                self._waiting[1].cancel()
+                self._waiting = None
+
+    def clear_media(self, widget: widgets.Widget) -> None:
+        """Empty a recorder's value, so the next one counts as new even if its bytes are the same (a still
+        camera); the observers ignore this change (see `clearing`)."""
+        self._clearing = True
+        try:
+            widget.value = b""
+        finally:
+            self._clearing = False
+
+    @property
+    def clearing(self) -> bool:
+        """True while clear_media empties a recorder."""
+        return self._clearing
 
     def make_upload(self, description: str, extensions: Sequence[str], mime: str) -> widgets.FileUpload:
         """The upload button; a chosen file is predicted at once."""

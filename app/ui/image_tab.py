@@ -17,6 +17,11 @@ from app.ui.render import data_uri, thumbnail_png
 
 GALLERY_PER_CLASS = 2  # thumbnails per class in the gallery
 CAMERA_CONSTRAINTS = {"audio": False, "video": {"width": 320, "height": 240}}
+SNAPSHOT_TIMEOUT_S = 8.0  # no frame after this long: the camera is missing or blocked
+NO_CAMERA_MESSAGE = (
+    "No picture came from the camera. This browser may have no camera, or may be blocking it: allow the camera "
+    "(the icon in the address bar), then press Snapshot again; or upload a photo."
+)
 
 
 class ImageTab(PredictTab):
@@ -124,6 +129,7 @@ class ImageTab(PredictTab):
             self.camera_button.description = "Stop camera"
             self.snapshot_button.disabled = False
         else:
+            self.device_answered()
             self.camera_box.children = []
             for widget in (self.recorder, self.camera):
                 if widget is not None:
@@ -138,13 +144,16 @@ class ImageTab(PredictTab):
             self.result.show_message("Start the camera first.", "info")
             return
         self.result.show_message("Taking a snapshot…", "busy")
+        self.clear_media(self.recorder.image)  # a still scene sends the same bytes again
+        self.await_device(SNAPSHOT_TIMEOUT_S, NO_CAMERA_MESSAGE)
         self.recorder.recording = False
         self.recorder.recording = True
 
     def _snapshot_taken(self, change: dict[str, Any]) -> None:
-        data = bytes(change["new"] or b"")
-        if self.bundle is None:
+        if self.clearing or self.bundle is None:
             return
+        self.device_answered()
+        data = bytes(change["new"] or b"")
         if not data:
             self.result.show_message("The snapshot is empty: no picture came from the camera.")
             return

@@ -142,9 +142,16 @@ def fetch(
         except (URLError, OSError, http.client.HTTPException, _Interrupted) as error:
             if attempt == retries:
                 received = partial.stat().st_size if partial.exists() else 0
+                if received:
+                    raise DatasetError(
+                        f"download of {url} failed after {retries + 1} attempts ({error}); {received} bytes are "
+                        f"kept in {partial}: run the same command again to resume"
+                    ) from error
+                partial.unlink(missing_ok=True)
                 raise DatasetError(
-                    f"download of {url} failed after {retries + 1} attempts ({error}); {received} bytes are "
-                    f"kept in {partial}: run the same command again to resume"
+                    f"could not download {url} ({getattr(error, 'reason', error)}): is this machine offline? Run "
+                    f"again when online, or fetch that file elsewhere and put it at {destination} (it is then used "
+                    f"as is), or point --base-url or ${BASE_URL_VARIABLE} at a mirror"
                 ) from error
     problem = _checksum_problem(partial, md5, sha256)
     if problem:

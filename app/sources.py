@@ -7,6 +7,8 @@ from pathlib import Path
 from app.errors import InputError
 
 Source = str | Path | bytes | bytearray | memoryview
+# A file larger than this is refused before it is read: far beyond a 60 s recording or any photo.
+MAX_FILE_BYTES = 256 * 2**20
 
 
 def describe_source(source: Source) -> str:
@@ -24,7 +26,7 @@ def read_source_bytes(source: Source, expected: str) -> bytes:
         expected: what the caller accepts, for the message ("expected audio: wav, flac, …").
 
     Raises:
-        InputError: the file is missing, a folder or empty.
+        InputError: the file is missing, a folder, empty or over MAX_FILE_BYTES.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -34,6 +36,12 @@ def read_source_bytes(source: Source, expected: str) -> bytes:
             raise InputError(f"{path} is a folder; {expected}")
         if not path.is_file():
             raise InputError(f"no such file: {path}")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(
+                f"{path.name!r} is {size / 2**20:,.0f} MB; files over {MAX_FILE_BYTES // 2**20} MB are refused "
+                f"({expected})"
+            )
         data = path.read_bytes()
     if not data:
         raise InputError(f"received a 0-byte file; {expected}")

@@ -186,6 +186,16 @@ def test_missing_file_says_so(tmp_path):
         decode_audio(tmp_path / "nothing.wav", RATE)
 
 
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path):
+    from app.sources import MAX_FILE_BYTES
+
+    huge = tmp_path / "huge.wav"
+    with open(huge, "wb") as handle:  # sparse: no disk or memory is used
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(InputError, match=r"'huge.wav' is 256 MB; files over 256 MB are refused \(expected audio"):
+        decode_audio(huge, RATE)
+
+
 def test_fit_window_pads_short_clips_and_centres_the_loudest_second():
     config = AudioConfig()
     short = fit_window(np.ones(4000, np.float32), config)

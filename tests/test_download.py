@@ -177,6 +177,17 @@ def test_fetch_gives_up_with_a_resume_hint(server, tmp_path):
     assert (tmp_path / "flaky.bin.part").stat().st_size > 0
 
 
+def test_an_unreachable_server_suggests_being_offline_and_the_ways_around(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DatasetError, match=r"offline\?.*put it at .*a\.zip.*--base-url or \$ONEPIPE_DOWNLOAD_BASE_URL"):
+        fetch(f"http://127.0.0.1:{port}/a.zip", tmp_path / "a.zip", retries=0, progress=False)
+    assert list(tmp_path.iterdir()) == []  # no empty .part left behind
+
+
 def test_checksum_mismatch_is_a_clear_error_and_deletes_the_file(server, tmp_path):
     server.files["data.bin"] = b"not what the publisher made"
     with pytest.raises(DatasetError, match=r"checksum mismatch .*expected md5 0{32}, received [0-9a-f]{32}"):

@@ -345,6 +345,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"skipped {len(metrics['skipped'])} unreadable file(s), e.g. {metrics['skipped'][0]['file']}")
     if metrics["ignored_folders"]:
         print(f"ignored folders the model has no class for: {', '.join(metrics['ignored_folders'])}")
+    if metrics["training_data"]:
+        print(
+            f"note: the bundle trained on {metrics['training_data']}, so this score includes files it learned "
+            "from (its metadata.json gives the accuracy on the files it held out)"
+        )
     return 0
 
 

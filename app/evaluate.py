@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from app.bundle import read_metadata
 from app.data import find_dataset
 from app.errors import DatasetError
 from app.features import extract_features
@@ -46,8 +47,8 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
     """Evaluate a bundle on every file under `data_dir/<class>/` whose class the bundle knows.
 
     Returns:
-        metrics_from_predictions(...) plus "skipped" (unreadable files) and "ignored_folders"
-        (class folders the bundle has no label for).
+        metrics_from_predictions(...) plus "skipped" (unreadable files), "ignored_folders" (class folders
+        the bundle has no label for) and "training_data" (see training_data_under).
 
     Raises:
         DatasetError: no folder matches the bundle's classes.
@@ -80,4 +81,17 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
     present = {p.name for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith(".")}
     metrics["ignored_folders"] = sorted(present - set(predictor.class_names) - {"_background_noise_"})
     metrics["skipped"] = [{"file": f, "reason": r} for f, r in extraction.skipped]
+    metrics["training_data"] = training_data_under(read_metadata(bundle_dir), data_dir)
     return metrics
+
+
+def training_data_under(metadata: dict[str, Any], data_dir: str | Path) -> str | None:
+    """The folder the bundle trained on (its data or extra training data) that `data_dir` is, holds or lies
+    in, or None: then a score on `data_dir` includes files the model learned from."""
+    data = metadata.get("data") or {}
+    roots = [data.get("root"), *(data.get("extra_training_data") or {})]
+    target = Path(data_dir).resolve()
+    for root in (Path(r) for r in roots if r):
+        if target == root or root.is_relative_to(target) or target.is_relative_to(root):
+            return str(root)
+    return None

@@ -324,7 +324,8 @@ def train(
         for file, reason in extraction.skipped[:10]:
             print(f"  {file}: {reason}")
     accuracies = {f"{name}_accuracy": metrics["accuracy"] for name, metrics in metrics_of.items()}
-    print(json.dumps({"bundle": str(bundle), **accuracies}))
+    counts = {f"{name}_files": len(indices) for name, indices in splits.items()}  # 0 test files: no test accuracy
+    print(json.dumps({"bundle": str(bundle), **accuracies, **counts}))
     return bundle
 
 

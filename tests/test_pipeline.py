@@ -43,6 +43,9 @@ def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
     assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
     assert {"tensorflow-cpu", "keras", "numpy"} & set(metadata["versions"])
     assert metadata["data"]["files"] == 72 and sum(metadata["data"]["split"].values()) == 72
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["test_accuracy"] == metadata["metrics"]["test"]["accuracy"]
+    assert {k: summary[f"{k}_files"] for k in ("train", "validation", "test")} == metadata["data"]["split"]
 
     again = run_cli("train", tone_dataset, "--out", bundle, "--epochs", "1")
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
@@ -214,6 +217,11 @@ def test_cli_evaluate_in_words_names_what_it_skipped_and_ignored(tmp_path, train
     assert [line.split()[0] for line in lines[1:4]] == ["high", "low", "mid"]
     assert any(line.startswith("skipped 1 unreadable file(s)") and "broken.wav" in line for line in lines)
     assert "ignored folders the model has no class for: cats" in lines
+    assert not any(line.startswith("note:") for line in lines)  # a copy elsewhere is not the training folder
+    on_training_data = run_cli("evaluate", trained_models / "tones", tone_dataset, "--json")
+    assert json.loads(on_training_data.stdout)["training_data"] == str(tone_dataset.resolve())
+    in_words = run_cli("evaluate", trained_models / "tones", tone_dataset)
+    assert f"note: the bundle trained on {tone_dataset.resolve()}, so this score includes" in in_words.stdout
 
 
 def test_cli_predict_reports_an_unexpected_error_and_goes_on(trained_models, tone_dataset, monkeypatch, capsys):

@@ -52,14 +52,19 @@ clean:
 
 # Rebuild the four shipped bundles and their samples (the exact commands of models/README.md). Three are
 # final models trained on every file; models/README.md also gives the commands that measured their recipes.
-# DATA holds speech_commands/, fsdd/, mnist/, cifar10/ in the class-folder layout.
+# DATA holds speech_commands/, fsdd/, mnist/, cifar10/ in the class-folder layout; each can be named on its
+# own, e.g. SPEECH_COMMANDS=data/speech-commands-test as `python -m app data download` names it.
 DATA ?= ../shared/data
+SPEECH_COMMANDS ?= $(DATA)/speech_commands
+FSDD ?= $(DATA)/fsdd
+MNIST ?= $(DATA)/mnist
+CIFAR10 ?= $(DATA)/cifar10
 models: install
 	$(BIN)/python -m app data synth-speech data/synthetic-commands --replace --words yes no up down left right on off stop go _unknown_=bed _unknown_=bird _unknown_=cat _unknown_=dog _unknown_=eight _unknown_=five _unknown_=four _unknown_=happy _unknown_=house _unknown_=marvin _unknown_=nine _unknown_=one _unknown_=seven _unknown_=sheila _unknown_=six _unknown_=three _unknown_=tree _unknown_=two _unknown_=wow _unknown_=zero _unknown_=backward _unknown_=forward _unknown_=follow _unknown_=learn _unknown_=visual --per-class 300 --silence 200 --seed 2
 	$(BIN)/python -m app data synth-speech data/synthetic-digits --replace --words 0=zero 1=one 2=two 3=three 4=four 5=five 6=six 7=seven 8=eight 9=nine --per-class 1000 --seed 1
-	$(BIN)/python -m app train $(DATA)/speech_commands --out models/speech-commands --validation-percent 0 --test-percent 0 --extra-train-data data/synthetic-commands --augment-copies 10 --subtract-band-mean --force
-	$(BIN)/python -m app train $(DATA)/fsdd --out models/spoken-digits --sample-rate 8000 --group-pattern '^[^_]+_([^_]+)_' --validation-percent 0 --test-percent 0 --extra-train-data data/synthetic-digits --augment-copies 3 --frequency-warp 0.1 --weight-averaging --force
+	$(BIN)/python -m app train $(SPEECH_COMMANDS) --out models/speech-commands --validation-percent 0 --test-percent 0 --extra-train-data data/synthetic-commands --augment-copies 10 --subtract-band-mean --force
+	$(BIN)/python -m app train $(FSDD) --out models/spoken-digits --sample-rate 8000 --group-pattern '^[^_]+_([^_]+)_' --validation-percent 0 --test-percent 0 --extra-train-data data/synthetic-digits --augment-copies 3 --frequency-warp 0.1 --weight-averaging --force
 	$(BIN)/python -m app data digits data/sklearn-digits --replace
-	$(BIN)/python -m app train $(DATA)/mnist --out models/mnist --image-size 28x28 --channels 1 --background dark --center-content --extra-train-data data/sklearn-digits --force
-	$(BIN)/python -m app train $(DATA)/cifar10 --out models/cifar10 --image-size 48x48 --horizontal-flip --epochs 300 --weight-averaging --validation-percent 0 --test-percent 0 --force
+	$(BIN)/python -m app train $(MNIST) --out models/mnist --image-size 28x28 --channels 1 --background dark --center-content --extra-train-data data/sklearn-digits --force
+	$(BIN)/python -m app train $(CIFAR10) --out models/cifar10 --image-size 48x48 --horizontal-flip --epochs 300 --weight-averaging --validation-percent 0 --test-percent 0 --force
 	$(BIN)/python -m app data samples

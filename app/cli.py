@@ -230,6 +230,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.extra_folder_classes and not args.extra_train_data:
         raise InputError("--extra-folder-classes names folders of the extra training data; add --extra-train-data DIR")
+    _check_options_fit_the_data(args)
     train_config = train_config_from_args(args)
     preprocessing = preprocessing_from_args(args)
     train(
@@ -246,6 +247,41 @@ def _train(args: argparse.Namespace) -> int:
         extra_folder_classes=dict(args.extra_folder_classes),
     )
     return 0
+
+
+# Recipe options that only one kind of data uses: given for the other kind, they would be ignored.
+KIND_OPTIONS = {
+    "audio": {
+        "augment_copies": "--augment-copies",
+        "noise_from_silence": "--noise-from-silence",
+        "frequency_warp": "--frequency-warp",
+        "time_stretch": "--time-stretch",
+    },
+    "image": {
+        "horizontal_flip": "--horizontal-flip",
+        "rotation": "--rotation",
+        "zoom": "--zoom",
+        "random_erasing": "--random-erasing",
+    },
+}
+
+
+def _check_options_fit_the_data(args: argparse.Namespace) -> None:
+    """InputError when `train` is given recipe options for the other kind of data than DATA_DIR holds."""
+    given = {
+        kind: [option for name, option in options.items() if getattr(args, name) not in (None, False)]
+        for kind, options in KIND_OPTIONS.items()
+    }
+    if not any(given.values()):
+        return
+    from app.data import find_dataset
+
+    kind = find_dataset(args.data_dir, args.kind).kind
+    other = "image" if kind == "audio" else "audio"
+    if given[other]:
+        raise InputError(
+            f"{', '.join(given[other])} only apply to {other} data, and {args.data_dir} holds {kind}; drop them"
+        )
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -165,14 +165,16 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, trained_models, tone_data
         ["--n-mels", "8"],
         ["--image-size", "28x28"],  # an image option on audio
         ["--extra-folder-classes", "zero=0"],  # without --extra-train-data
+        ["--horizontal-flip"],  # an image option on audio
     ):
         result = run_cli("train", tone_dataset, "--out", tmp_path / "never", "--quiet", *bad)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (bad, result.stderr[-500:])
         named = bad[0] in result.stderr or bad[0].lstrip("-").replace("-", "_") in result.stderr  # --n-fft, n_fft
         assert len(result.stderr.strip().splitlines()) == 1 and named, (bad, result.stderr)
         assert not (tmp_path / "never").exists()
-    audio_option_on_images = run_cli("train", shape_dataset, "--out", tmp_path / "never", "--sample-rate", "8000")
-    assert audio_option_on_images.returncode == 2 and "--sample-rate" in audio_option_on_images.stderr
+    for option in (["--sample-rate", "8000"], ["--frequency-warp", "0.1"]):
+        audio_option_on_images = run_cli("train", shape_dataset, "--out", tmp_path / "never", *option)
+        assert audio_option_on_images.returncode == 2 and option[0] in audio_option_on_images.stderr
     typo = run_cli("data", "synth-speech", tmp_path / "words", "--per-class", "x")
     assert "see `python -m app data synth-speech --help`" in typo.stderr
     (tmp_path / "a-file").write_text("x")

@@ -355,7 +355,12 @@ def _split(dataset: Dataset, train_config: TrainConfig, group_pattern: str | Non
     if not named <= found:
         raise DatasetError(
             f"no files of the speaker(s) {', '.join(sorted(named - found))} under {dataset.root}; "
-            f"speakers found (by --group-pattern): {_first_names(sorted(found))}"
+            + (
+                f"speakers found by --group-pattern: {_first_names(sorted(found))}"
+                if group_pattern
+                else f"speakers found (the part of each name before _nohash_; --group-pattern names them in other "
+                f"schemes, e.g. '^[^_]+_([^_]+)_' for <digit>_<speaker>_<n>.wav): {_first_names(sorted(found))}"
+            )
         )
     validating = (
         bool(splits["validation"]) or train_config.validation_percent > 0 or bool(train_config.validation_groups)

@@ -271,6 +271,8 @@ def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, 
     speaker = next((shape_dataset / "circle").iterdir()).name  # each image is its own group here
     with pytest.raises(DatasetError, match="name validation speakers too"):
         train(shape_dataset, tmp_path / "never", train_config=TrainConfig(test_groups=(speaker,)), progress=False)
+    with pytest.raises(DatasetError, match=r"nobody .*before _nohash_; --group-pattern names them in other schemes"):
+        train(shape_dataset, tmp_path / "never", train_config=TrainConfig(validation_groups=("nobody",)))
 
 
 def test_trained_bundles_predict_their_own_data(trained_models, tone_dataset, shape_dataset):

@@ -72,8 +72,7 @@ def waveform_variant(
     rate = rng.uniform(0.85, 1.15)
     up, down = 100, int(round(100 * rate))
     changed = scipy.signal.resample_poly(waveform, up, down).astype(np.float32)
-    max_shift = config.clip_samples // 8  # samples either way
-    shift = int(rng.integers(-max_shift, max_shift + 1))
+    shift = int(rng.integers(-config.clip_samples // 8, config.clip_samples // 8 + 1))
     changed = np.roll(fit_window(changed, config), shift)
     if shift > 0:
         changed[:shift] = 0.0
@@ -91,9 +90,8 @@ def spec_augment(rng: np.random.Generator, batch: np.ndarray, floor_db: float) -
     """Time shift, two time masks and two frequency masks per spectrogram of (batch, time, n_mels[, 1])."""
     output = batch.copy()
     n_frames, n_mels = batch.shape[1], batch.shape[2]
-    max_shift = n_frames // 10  # frames either way
     for example in output:
-        shift = int(rng.integers(-max_shift, max_shift + 1))
+        shift = int(rng.integers(-n_frames // 10, n_frames // 10 + 1))
         example[:] = shift_frames(example[None], shift, floor_db)[0]
         fill = float(example.mean())
         for _ in range(2):

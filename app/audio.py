@@ -129,7 +129,7 @@ def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source:
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
-                raise InputError(f"{describe_source(source)} has no audio stream; {EXPECTED_AUDIO}")
+                raise UndecodableError(f"{describe_source(source)} has no audio stream; {EXPECTED_AUDIO}")
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # planar: (channels, samples)
             chunks: list[np.ndarray] = []
@@ -159,7 +159,7 @@ def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source:
 
 def _finish(waveform: np.ndarray, source: AudioSource) -> np.ndarray:
     if waveform.size == 0:
-        raise InputError(f"{describe_source(source)} contains no audio samples; {EXPECTED_AUDIO}")
+        raise UndecodableError(f"{describe_source(source)} contains no audio samples; {EXPECTED_AUDIO}")
     if not np.all(np.isfinite(waveform)):
         raise InputError(f"{describe_source(source)} contains invalid samples (NaN or infinity)")
     return np.clip(waveform, -1.0, 1.0)

@@ -384,7 +384,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if metrics["training_data"]:
         print(
             f"note: the bundle trained on {metrics['training_data']}, so this score includes files it learned "
-            "from (its metadata.json gives the accuracy on the files it held out)"
+            "from (the accuracy on the files it held out, if it held any out, is in its metadata.json)"
         )
     return 0
 

@@ -43,6 +43,8 @@ class Dataset:
     background_noise_files: tuple[Path, ...] = ()
     # {folder name: files} of the other kind, left out (e.g. pictures among audio class folders)
     other_kind_files: dict[str, int] = field(default_factory=dict)
+    # True when every class is named like a set (train/, test/ …) and holds folders: probably root/<set>/<class>/
+    looks_split_into_sets: bool = False
 
     def counts(self) -> dict[str, int]:
         """Files per class name."""
@@ -127,14 +129,10 @@ def find_dataset(
         raise DatasetError(
             f"found {len(names)} class folder(s) with {kind} files under {root}; need at least 2{others}"
         )
-    if class_names is None and set(names) <= SPLIT_FOLDER_NAMES and all(_has_subfolders(root / n) for n in names):
-        raise DatasetError(
-            f"{root} holds {', '.join(f'{n}/' for n in names)} with folders inside: a layout split into sets, not "
-            f"class folders; expected root/<class>/<file>, so give one set, e.g. {root / names[0]}"
-        )
+    split_into_sets = set(names) <= SPLIT_FOLDER_NAMES and all(_has_subfolders(root / name) for name in names)
     noise_folder = root / BACKGROUND_NOISE_FOLDER
     noise = tuple(sorted(p for p in noise_folder.glob("*") if file_kind(p) == "audio")) if noise_folder.is_dir() else ()
-    return Dataset(root, kind, tuple(names), tuple(files), tuple(labels), noise, other_kind)
+    return Dataset(root, kind, tuple(names), tuple(files), tuple(labels), noise, other_kind, split_into_sets)
 
 
 def _has_subfolders(folder: Path) -> bool:

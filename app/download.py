@@ -142,7 +142,7 @@ def fetch(
         except (URLError, OSError, http.client.HTTPException, _Interrupted) as error:
             if attempt == retries:
                 received = partial.stat().st_size if partial.exists() else 0
-                if received:
+                if received or not isinstance(error, (URLError, ConnectionError, TimeoutError)):
                     raise DatasetError(
                         f"download of {url} failed after {retries + 1} attempts ({error}); {received} bytes are "
                         f"kept in {partial}: run the same command again to resume"
@@ -567,6 +567,7 @@ def download_dataset(
     replace: bool = False,
     keep_archives: bool = False,
     progress: bool = True,
+    replace_unmarked: bool = False,
 ) -> dict[str, int]:
     """Download a dataset and write it as `<directory>/<folder_name>/<class>/<file>`.
 
@@ -585,6 +586,8 @@ def download_dataset(
             instead of refusing; a folder of anything else is never deleted.
         keep_archives: keep the downloaded archives.
         progress: show progress bars.
+        replace_unmarked: with replace, also replace a folder without MARKER_FILE (the dashboard's own
+            samples folder, which earlier versions wrote unmarked).
 
     Returns:
         Files written per class.
@@ -605,7 +608,7 @@ def download_dataset(
     if target.exists() and any(target.iterdir()):
         if not replace:
             raise DatasetError(f"{target} already exists; expected a new folder (remove it or pass --replace)")
-        if not (target / MARKER_FILE).is_file():
+        if not (target / MARKER_FILE).is_file() and not replace_unmarked:
             raise DatasetError(
                 f"{target} was not written by `data download` (it has no {MARKER_FILE} file); --replace rewrites "
                 "only a dataset this command made, so nothing was deleted: remove it yourself or use another --dir"
@@ -666,4 +669,5 @@ def download_samples(
         folder_name=source.bundle,
         replace=True,
         progress=progress,
+        replace_unmarked=True,
     )

@@ -14,7 +14,8 @@ class InputError(OnePipeError, ValueError):
 
 
 class UndecodableError(InputError):
-    """Bytes that no decoder could read as audio (corrupt, cut short, or another kind of file)."""
+    """Bytes with no audio to read: corrupt, cut short, without an audio stream or samples, or another kind of
+    file."""
 
 
 class DatasetError(OnePipeError, ValueError):

@@ -12,10 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import tempfile
 from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -160,8 +162,7 @@ def extract_features(
     if not use_cache:
         return load_examples(files, config, progress=progress)
     root = cache_dir or default_cache_dir()
-    for unsharded in root.glob("features-*.npz"):  # the one-file format before FEATURES_VERSION 3: never read
-        unsharded.unlink(missing_ok=True)
+    _remove_unsharded_caches(root)
     folder = root / f"features-{_config_hash(config)}"
     shard_keys = {path.stem: keys for path in folder.glob("??.npz") if (keys := _read_shard_keys(path))}
     known = {key for keys in shard_keys.values() for key in keys}
@@ -189,6 +190,15 @@ def extract_features(
     if len(fresh.kept):
         _add_to_cache(folder, [fresh.keys[index] for index in fresh.kept], fresh.arrays, config)
     return Extraction(arrays, np.asarray(kept, dtype=np.int64), fresh.skipped, fresh.keys)
+
+
+def _remove_unsharded_caches(root: Path) -> None:
+    """Delete caches of the one-file format before FEATURES_VERSION 3 (`features-<16 hex digits>.npz`), which are
+    never read; one that cannot be deleted (a read-only cache) is left."""
+    for unsharded in root.glob("features-*.npz"):
+        if re.fullmatch(r"features-[0-9a-f]{16}\.npz", unsharded.name):
+            with contextlib.suppress(OSError):
+                unsharded.unlink()
 
 
 def _config_hash(config: AudioConfig | ImageConfig) -> str:

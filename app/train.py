@@ -68,7 +68,7 @@ def infer_image_config(dataset: Dataset, sample_count: int = 64) -> ImageConfig:
     scale = min(1.0, 64 / max(width, height))
     background = ("dark" if np.median(borders) < 128 else "light") if grey else None
     return ImageConfig(
-        image_size=(max(8, round(height * scale)), max(8, round(width * scale))),
+        image_size=(max(MIN_INPUT_SIZE, round(height * scale)), max(MIN_INPUT_SIZE, round(width * scale))),
         channels=1 if grey else 3,
         background=background,
     )
@@ -225,6 +225,12 @@ def train(
         other = "image" if dataset.kind == "audio" else "audio"
         left_out = ", ".join(f"{name}/ ({count})" for name, count in dataset.other_kind_files.items())
         print(f"left out the {other} files of this {dataset.kind} dataset: {left_out}")
+    if dataset.looks_split_into_sets:
+        training_set = next((name for name in dataset.class_names if name.startswith("train")), dataset.class_names[0])
+        print(
+            f"note: the classes are {', '.join(dataset.class_names)}, each holding folders; if these are sets "
+            f"rather than classes (root/<set>/<class>/), stop and give one set, e.g. {dataset.root / training_set}"
+        )
     splits, validating = _split(dataset, train_config, group_pattern)
     extraction = extract_features(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
     arrays = _split_arrays(extraction, splits, np.asarray(dataset.labels))

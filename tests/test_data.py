@@ -129,7 +129,7 @@ def test_a_bundle_may_go_into_an_empty_folder_but_not_onto_a_file(tmp_path):
         write_bundle(tmp_path / "file", metadata, files, force=True)
 
 
-def test_files_of_the_other_kind_are_counted_and_split_layouts_refused(tmp_path):
+def test_files_of_the_other_kind_are_counted_and_split_layouts_noticed(tmp_path):
     for name in ("yes", "no"):
         for n in range(2):
             write_wav(tmp_path / "mixed" / name / f"{n}.wav", tone(440, seconds=0.05))
@@ -140,9 +140,9 @@ def test_files_of_the_other_kind_are_counted_and_split_layouts_refused(tmp_path)
     assert mixed.class_names == ("no", "yes") and mixed.other_kind_files == {"cat": 3}
     for split, name in (("train", "3"), ("train", "4"), ("test", "3")):
         write_wav(tmp_path / "sets" / split / name / "a.wav", tone(440, seconds=0.05))
-    with pytest.raises(DatasetError, match=r"split into sets, not class folders.*sets/test"):
-        find_dataset(tmp_path / "sets")
-    assert find_dataset(tmp_path / "sets" / "train").class_names == ("3", "4")
+    assert find_dataset(tmp_path / "sets").looks_split_into_sets  # train says so before training
+    assert not find_dataset(tmp_path / "sets" / "train").looks_split_into_sets
+    assert not mixed.looks_split_into_sets
 
 
 def test_bundles_being_written_or_left_by_an_interrupted_write_are_not_listed(tmp_path):

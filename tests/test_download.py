@@ -480,8 +480,11 @@ def test_cli_download_samples_go_where_the_dashboard_looks(server, tmp_path, mon
     monkeypatch.setattr(data_cli, "DOWNLOADED_SAMPLES_DIR", samples_dir)
     server.files["cifar-10-python.tar.gz"] = _cifar_archive()
     monkeypatch.setitem(DATASETS, "cifar10", _without_checksums("cifar10"))
+    (samples_dir / "cifar10" / "cat").mkdir(parents=True)  # samples an earlier version wrote, without the marker
+    (samples_dir / "cifar10" / "cat" / "old.png").write_bytes(b"old")
     args = _parser().parse_args(["data", "download", "cifar10", "--samples", "--base-url", server.url])
     assert args.func(args) == 0
+    assert not (samples_dir / "cifar10" / "cat" / "old.png").exists()
     for name in download.CIFAR10_CLASSES:
         files = sorted((samples_dir / "cifar10" / name).iterdir())
         assert len(files) == 4 and files[0].name.startswith("test-")  # held-out images come first

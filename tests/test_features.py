@@ -71,9 +71,10 @@ def test_a_partly_cached_list_keeps_its_order(tmp_path, shape_dataset):
 def test_caches_of_the_old_one_file_format_are_removed(tmp_path, shape_dataset):
     unsharded = tmp_path / "features-0035445b6298beac.npz"  # as FEATURES_VERSION 2 wrote them; never read now
     unsharded.write_bytes(b"old")
-    (tmp_path / "notes.npz").write_bytes(b"not ours")
+    for name in ("notes.npz", "features-mine.npz"):
+        (tmp_path / name).write_bytes(b"not ours")
     extract_features(sorted(shape_dataset.glob("*/*.png"))[:2], ImageConfig((28, 28), 1), cache_dir=tmp_path)
-    assert not unsharded.exists() and (tmp_path / "notes.npz").exists()
+    assert not unsharded.exists() and (tmp_path / "notes.npz").exists() and (tmp_path / "features-mine.npz").exists()
     assert list(tmp_path.glob("features-*/??.npz"))
 
 

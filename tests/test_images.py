@@ -144,3 +144,18 @@ def test_default_pillow_bomb_limit_is_also_an_input_error():
     config = ImageConfig(max_pixels=10**12)
     with pytest.raises(InputError, match="decompression bomb"):
         load_image(_bomb(), config)
+
+
+def test_the_inferred_image_size_fits_the_cnn(tmp_path):
+    from app.data import find_dataset
+    from app.model import MIN_INPUT_SIZE
+    from app.train import infer_image_config
+
+    for name in ("a", "b"):
+        (tmp_path / "tiny" / name).mkdir(parents=True)
+        (tmp_path / "wide" / name).mkdir(parents=True)
+        for n in range(3):
+            Image.new("L", (8, 8)).save(tmp_path / "tiny" / name / f"{n}.png")
+            Image.new("RGB", (300, 20)).save(tmp_path / "wide" / name / f"{n}.png")
+    assert infer_image_config(find_dataset(tmp_path / "tiny")).image_size == (MIN_INPUT_SIZE, MIN_INPUT_SIZE)
+    assert infer_image_config(find_dataset(tmp_path / "wide")).image_size == (MIN_INPUT_SIZE, 64)

@@ -202,6 +202,22 @@ def test_extra_training_folders_named_otherwise_through_the_cli(tmp_path, tone_d
     assert counts == {"high": 24, "low": 24, "mid": 0}
 
 
+def test_training_says_what_it_left_out_and_when_classes_look_like_sets(tmp_path, tone_dataset, shape_dataset):
+    import shutil
+
+    data = tmp_path / "data"
+    for split, names in (("train", ("high", "low")), ("test", ("high", "low"))):
+        for name in names:
+            shutil.copytree(tone_dataset / name, data / split / name)
+    shutil.copytree(shape_dataset / "circle", data / "pictures")
+    result = run_cli("train", data, "--out", tmp_path / "model", "--epochs", "1", "--no-augment", "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    pictures = len(list((shape_dataset / "circle").iterdir()))
+    assert f"left out the image files of this audio dataset: pictures/ ({pictures})" in result.stdout
+    assert f"rather than classes (root/<set>/<class>/), stop and give one set, e.g. {data / 'train'}" in result.stdout
+    assert read_metadata(tmp_path / "model")["data"]["other_kind_files"] == {"pictures": pictures}
+
+
 def test_cli_evaluate_in_words_names_what_it_skipped_and_ignored(tmp_path, trained_models, tone_dataset):
     import shutil
 

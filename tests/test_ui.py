@@ -217,6 +217,20 @@ def test_microphone_recording_is_predicted_when_it_stops(dashboard, tone_predict
     assert tab.result.level == "result"
 
 
+def test_record_again_during_a_delayed_stop_keeps_recording(dashboard, monkeypatch):
+    from app.ui import audio_tab
+
+    monkeypatch.setattr(audio_tab, "MIN_RECORDING_S", 0.3)
+    tab = dashboard.audio
+    tab.record_button.value = True
+    tab.record_button.value = False  # Stop at once: delayed by 0.3 s
+    tab.record_button.value = True  # and Record again before that
+    time.sleep(0.6)
+    assert tab.recorder.recording is True and "Recording…" in tab.record_status.value
+    tab.record_button.value = False
+    assert wait_until(lambda: tab.recorder.recording is False)
+
+
 def test_silent_empty_and_unreadable_recordings_give_a_message(dashboard):
     from app.ui.audio_tab import UNREADABLE_RECORDING_MESSAGE
 

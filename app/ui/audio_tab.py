@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ class AudioTab(PredictTab):
         )
         self.record_button.observe(self._record_toggled, "value")
         self._recording_since = 0.0  # time.monotonic() when Record was pressed
-        self._pending_stop = None  # the timer of a Stop delayed to MIN_RECORDING_S
+        self._takes = 0  # Record presses so far: a delayed Stop acts only on the take it was pressed in
+        self._take_lock = threading.Lock()
 
         self.upload = self.make_upload("Upload audio", AUDIO_EXTENSIONS, "audio/*")
 
@@ -130,30 +132,34 @@ class AudioTab(PredictTab):
 
     def _record_toggled(self, change: dict[str, Any]) -> None:
         if change["new"]:
-            if self._pending_stop is not None:  # Record again while a quick Stop waited: keep recording
-                self._pending_stop.cancel()
-                self._pending_stop = None
-            self.record_button.description, self.record_button.button_style = STOP_LABEL, "warning"
-            self.record_status.value = '<span class="onepipe-status">Recording… say one word, then press Stop.</span>'
-            self.device_answered()
-            self.clear_media(self.recorder.audio)
-            self._recording_since = time.monotonic()
-            self.recorder.recording = True
+            with self._take_lock:  # a Stop still delayed from the last take no longer applies
+                self._takes += 1
+                self.record_button.description, self.record_button.button_style = STOP_LABEL, "warning"
+                self.record_status.value = (
+                    '<span class="onepipe-status">Recording… say one word, then press Stop.</span>'
+                )
+                self.device_answered()
+                self.clear_media(self.recorder.audio)
+                self._recording_since = time.monotonic()
+                self.recorder.recording = True
         else:
             self.record_button.description, self.record_button.button_style = RECORD_LABEL, "danger"
+            take = self._takes
             remaining = MIN_RECORDING_S - (time.monotonic() - self._recording_since)
             if remaining > 0:
                 self.record_status.value = '<span class="onepipe-status">Recording a moment longer…</span>'
-                self._pending_stop = call_later(remaining, self._stop_recording)
+                call_later(remaining, lambda: self._stop_recording(take))
             else:
-                self._stop_recording()
+                self._stop_recording(take)
 
-    def _stop_recording(self) -> None:
-        """Stop the browser's recorder; the recording arrives in `_recorded`, or a message says why not."""
-        self._pending_stop = None
-        self.record_status.value = '<span class="onepipe-status">Processing the recording…</span>'
-        self.await_device(RECORDING_TIMEOUT_S, NO_MICROPHONE_MESSAGE)
-        self.recorder.recording = False
+    def _stop_recording(self, take: int) -> None:
+        """Stop the browser's recorder for `take`; the recording arrives in `_recorded`, or a message says why not."""
+        with self._take_lock:
+            if take != self._takes:  # Record was pressed again meanwhile: that take goes on
+                return
+            self.record_status.value = '<span class="onepipe-status">Processing the recording…</span>'
+            self.await_device(RECORDING_TIMEOUT_S, NO_MICROPHONE_MESSAGE)
+            self.recorder.recording = False
 
     def _recorded(self, change: dict[str, Any]) -> None:
         if self.clearing or self.bundle is None:

@@ -1,8 +1,8 @@
 """Download public datasets and convert them to the class-folder layout `<dir>/<name>/<class>/<file>`.
 
-Downloads show a progress bar, resume after an interruption (HTTP Range requests on a `.part`
-file), are checked against the publisher's checksum where one is published, and archives are read
-member by member, refusing any member whose path or link would leave the target folder.
+Downloads (app.fetch) show a progress bar, resume after an interruption and are checked against the
+publisher's checksum where one is published; archives are read member by member (app.archives),
+refusing any member whose path or link would leave the target folder.
 
 | name | source | classes |
 |---|---|---|
@@ -26,34 +26,25 @@ Example:
 from __future__ import annotations
 
 import gzip
-import hashlib
-import http.client
 import io
 import os
 import pickle
-import posixpath
 import shutil
-import stat
-import tarfile
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, ClassVar
-from urllib.error import HTTPError, URLError
 from urllib.parse import quote
-from urllib.request import Request, urlopen
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from app.archives import ARCHIVE_READ_ERRORS, DamagedArchiveError, iter_archive
 from app.errors import DatasetError, InputError
+from app.fetch import BASE_URL_VARIABLE, fetch
 from app.paths import DOWNLOADED_SAMPLES_DIR
 
 DEFAULT_DIR = DOWNLOADED_SAMPLES_DIR.parent  # PROJECT_ROOT/data
-BASE_URL_VARIABLE = "ONEPIPE_DOWNLOAD_BASE_URL"
 CACHE_FOLDER = ".downloads"  # archives and .part files, under the download dir
 MARKER_FILE = ".onepipe-download"  # in every dataset folder this module wrote; only such folders are replaced
 
@@ -65,9 +56,6 @@ FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # yann.lecun.com now refuses downloads
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-_CHUNK_BYTES = 1 << 20
-_TIMEOUT_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -90,210 +78,6 @@ class DatasetSource:
     convert: Callable[[list[Path], Path, int | None], dict[str, int]]
     bundle: str  # shipped bundle whose classes it matches (samples folder name)
     licence: str
-
-
-# ---------------------------------------------------------------------------------------------
-# Downloading
-
-
-class _Interrupted(Exception):
-    """The server closed the connection before the whole file arrived."""
-
-
-def fetch(
-    url: str,
-    destination: str | Path,
-    *,
-    md5: str | None = None,
-    sha256: str | None = None,
-    retries: int = 3,
-    progress: bool = True,
-) -> Path:
-    """Download `url` to `destination`, resuming a previous `.part` file, then verify its checksum.
-
-    Args:
-        url: http(s) URL.
-        destination: final file path; while downloading, data goes to `<destination>.part`.
-        md5: expected hex digest, or None.
-        sha256: expected hex digest, or None.
-        retries: automatic resumptions after a dropped connection.
-        progress: show a tqdm progress bar (bytes).
-
-    Returns:
-        `destination`.
-
-    Raises:
-        DatasetError: the server refuses the file, the connection keeps failing (run again to
-            resume), or the checksum differs (the file is deleted).
-    """
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if destination.exists():
-        if _checksum_problem(destination, md5, sha256) is None:
-            return destination
-        destination.unlink()  # stale or corrupt: fetch again
-    partial = destination.with_name(destination.name + ".part")
-    for attempt in range(retries + 1):
-        try:
-            _download_to(url, partial, progress)
-            break
-        except HTTPError as error:
-            raise DatasetError(f"{url} answered HTTP {error.code} {error.reason}; expected the file") from error
-        except (URLError, OSError, http.client.HTTPException, _Interrupted) as error:
-            if attempt == retries:
-                received = partial.stat().st_size if partial.exists() else 0
-                if received or not isinstance(error, (URLError, ConnectionError, TimeoutError)):
-                    raise DatasetError(
-                        f"download of {url} failed after {retries + 1} attempts ({error}); {received} bytes are "
-                        f"kept in {partial}: run the same command again to resume"
-                    ) from error
-                partial.unlink(missing_ok=True)
-                raise DatasetError(
-                    f"could not download {url} ({getattr(error, 'reason', error)}): is this machine offline? Run "
-                    f"again when online, or fetch that file elsewhere and put it at {destination} (it is then used "
-                    f"as is), or point --base-url or ${BASE_URL_VARIABLE} at a mirror"
-                ) from error
-    problem = _checksum_problem(partial, md5, sha256)
-    if problem:
-        partial.unlink()
-        raise DatasetError(f"checksum mismatch for {url}: {problem}; the file was deleted, run again to retry")
-    partial.replace(destination)
-    return destination
-
-
-def _download_to(url: str, partial: Path, progress: bool) -> None:
-    offset = partial.stat().st_size if partial.exists() else 0
-    headers = {"User-Agent": "onepipe-data-download"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    try:
-        response = urlopen(Request(url, headers=headers), timeout=_TIMEOUT_SECONDS)
-    except HTTPError as error:
-        if error.code == 416 and offset:  # nothing left to send: complete, or a different file
-            total = error.headers.get("Content-Range", "").rpartition("/")[2]
-            if total.isdigit() and int(total) == offset:
-                return
-            partial.unlink()
-            raise _Interrupted(f"server refused to resume at byte {offset}; starting again") from error
-        raise
-    with response:
-        if offset and response.status == 206:
-            mode = "ab"
-        else:
-            offset, mode = 0, "wb"  # the server ignored the Range header: start again
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length and length.isdigit() else None
-        with (
-            open(partial, mode) as output,
-            tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=partial.name.removesuffix(".part"),
-                disable=not progress,
-            ) as bar,
-        ):
-            while chunk := response.read(_CHUNK_BYTES):
-                output.write(chunk)
-                bar.update(len(chunk))
-    received = partial.stat().st_size
-    if total is not None and received < total:
-        raise _Interrupted(f"connection closed after {received} of {total} bytes")
-
-
-def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | None:
-    """None if the file matches the given digests, else what was expected and received."""
-    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
-        if expected is None:
-            continue
-        digest = hashlib.new(algorithm)
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(_CHUNK_BYTES), b""):
-                digest.update(block)
-        if digest.hexdigest() != expected.lower():
-            return f"expected {algorithm} {expected}, received {digest.hexdigest()}"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading archives safely
-
-
-def _checked_member_path(name: str, archive: Path) -> PurePosixPath:
-    """A member's path without a leading "./"; DatasetError if it is absolute or climbs with "..".."""
-    normalised = name.replace("\\", "/")
-    path = PurePosixPath(normalised)
-    if path.is_absolute() or (len(normalised) > 1 and normalised[1] == ":") or ".." in path.parts:
-        raise DatasetError(
-            f"{archive.name} holds the member {name!r}, which points outside the target folder; "
-            "expected relative paths only, so nothing was extracted"
-        )
-    return PurePosixPath(*[part for part in path.parts if part != "."])
-
-
-def _check_link(member_path: PurePosixPath, target: str, archive: Path) -> None:
-    resolved = posixpath.normpath(posixpath.join(str(member_path.parent), target.replace("\\", "/")))
-    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-        raise DatasetError(
-            f"{archive.name} holds a link {str(member_path)!r} -> {target!r} that leaves the target folder; "
-            "expected links inside it only, so nothing was extracted"
-        )
-
-
-class DamagedArchiveError(DatasetError):
-    """An archive that cannot be read to its end (truncated or corrupt download)."""
-
-
-ARCHIVE_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error)
-
-
-def iter_archive(archive: str | Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
-    """Yield (member path, readable file) for each regular file of a .tar(.gz|.bz2|.xz) or .zip.
-
-    Links are checked and skipped, directories and devices skipped; nothing is written to disk.
-
-    Raises:
-        DatasetError: a member path is absolute or contains "..", a link points outside the
-            archive's root, or the file is not a readable archive.
-    """
-    archive = Path(archive)
-    try:
-        if zipfile.is_zipfile(archive):
-            yield from _iter_zip(archive)
-        else:
-            yield from _iter_tar(archive)
-    except ARCHIVE_READ_ERRORS as error:
-        raise DamagedArchiveError(f"{archive.name} is not a readable tar or zip archive ({error})") from error
-
-
-def _iter_tar(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            path = _checked_member_path(member.name, archive)
-            if member.issym() or member.islnk():
-                _check_link(path if member.issym() else PurePosixPath("x"), member.linkname, archive)
-                continue
-            if not member.isfile() or not path.parts:
-                continue
-            file = tar.extractfile(member)
-            if file is not None:
-                yield path, file
-
-
-def _iter_zip(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
-    with zipfile.ZipFile(archive) as zip_file:
-        for info in zip_file.infolist():
-            path = _checked_member_path(info.filename, archive)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                _check_link(path, zip_file.read(info).decode("utf-8", "replace"), archive)
-                continue
-            if info.is_dir() or not path.parts:
-                continue
-            with zip_file.open(info) as file:
-                yield path, file
 
 
 # ---------------------------------------------------------------------------------------------

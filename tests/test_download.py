@@ -19,8 +19,10 @@ import pytest
 from PIL import Image
 
 from app import data_cli, download
-from app.download import DATASETS, download_dataset, fetch, iter_archive, read_idx
+from app.archives import iter_archive
+from app.download import DATASETS, download_dataset, read_idx
 from app.errors import DatasetError, InputError
+from app.fetch import fetch
 
 # ---------------------------------------------------------------------------------------------
 # A tiny file server with Range support and a switch to drop connections half-way

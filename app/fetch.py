@@ -1,0 +1,142 @@
+"""HTTP downloads that resume and verify: `fetch(url, destination, md5=…)`.
+
+A download goes to `<destination>.part`; after a dropped connection the next call asks for the rest (an
+HTTP Range request), and the finished file is checked against the publisher's digest, if one is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+from tqdm import tqdm
+
+from app.errors import DatasetError
+
+BASE_URL_VARIABLE = "ONEPIPE_DOWNLOAD_BASE_URL"  # a mirror's URL prefix, used instead of the publishers'
+_CHUNK_BYTES = 1 << 20
+_TIMEOUT_SECONDS = 60
+
+
+class _Interrupted(Exception):
+    """The server closed the connection before the whole file arrived."""
+
+
+def fetch(
+    url: str,
+    destination: str | Path,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    retries: int = 3,
+    progress: bool = True,
+) -> Path:
+    """Download `url` to `destination`, resuming a previous `.part` file, then verify its checksum.
+
+    Args:
+        url: http(s) URL.
+        destination: final file path; while downloading, data goes to `<destination>.part`.
+        md5: expected hex digest, or None.
+        sha256: expected hex digest, or None.
+        retries: automatic resumptions after a dropped connection.
+        progress: show a tqdm progress bar (bytes).
+
+    Returns:
+        `destination`.
+
+    Raises:
+        DatasetError: the server refuses the file, the connection keeps failing (run again to
+            resume), or the checksum differs (the file is deleted).
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.exists():
+        if _checksum_problem(destination, md5, sha256) is None:
+            return destination
+        destination.unlink()  # stale or corrupt: fetch again
+    partial = destination.with_name(destination.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _download_to(url, partial, progress)
+            break
+        except HTTPError as error:
+            raise DatasetError(f"{url} answered HTTP {error.code} {error.reason}; expected the file") from error
+        except (URLError, OSError, http.client.HTTPException, _Interrupted) as error:
+            if attempt == retries:
+                received = partial.stat().st_size if partial.exists() else 0
+                if received or not isinstance(error, (URLError, ConnectionError, TimeoutError)):
+                    raise DatasetError(
+                        f"download of {url} failed after {retries + 1} attempts ({error}); {received} bytes are "
+                        f"kept in {partial}: run the same command again to resume"
+                    ) from error
+                partial.unlink(missing_ok=True)
+                raise DatasetError(
+                    f"could not download {url} ({getattr(error, 'reason', error)}): is this machine offline? Run "
+                    f"again when online, or fetch that file elsewhere and put it at {destination} (it is then used "
+                    f"as is), or point --base-url or ${BASE_URL_VARIABLE} at a mirror"
+                ) from error
+    problem = _checksum_problem(partial, md5, sha256)
+    if problem:
+        partial.unlink()
+        raise DatasetError(f"checksum mismatch for {url}: {problem}; the file was deleted, run again to retry")
+    partial.replace(destination)
+    return destination
+
+
+def _download_to(url: str, partial: Path, progress: bool) -> None:
+    offset = partial.stat().st_size if partial.exists() else 0
+    headers = {"User-Agent": "onepipe-data-download"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urlopen(Request(url, headers=headers), timeout=_TIMEOUT_SECONDS)
+    except HTTPError as error:
+        if error.code == 416 and offset:  # nothing left to send: complete, or a different file
+            total = error.headers.get("Content-Range", "").rpartition("/")[2]
+            if total.isdigit() and int(total) == offset:
+                return
+            partial.unlink()
+            raise _Interrupted(f"server refused to resume at byte {offset}; starting again") from error
+        raise
+    with response:
+        if offset and response.status == 206:
+            mode = "ab"
+        else:
+            offset, mode = 0, "wb"  # the server ignored the Range header: start again
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        with (
+            open(partial, mode) as output,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=partial.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
+            while chunk := response.read(_CHUNK_BYTES):
+                output.write(chunk)
+                bar.update(len(chunk))
+    received = partial.stat().st_size
+    if total is not None and received < total:
+        raise _Interrupted(f"connection closed after {received} of {total} bytes")
+
+
+def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | None:
+    """None if the file matches the given digests, else what was expected and received."""
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is None:
+            continue
+        digest = hashlib.new(algorithm)
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(_CHUNK_BYTES), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected.lower():
+            return f"expected {algorithm} {expected}, received {digest.hexdigest()}"
+    return None

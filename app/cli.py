@@ -230,9 +230,14 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.extra_folder_classes and not args.extra_train_data:
         raise InputError("--extra-folder-classes names folders of the extra training data; add --extra-train-data DIR")
-    _check_options_fit_the_data(args)
+    dataset = None  # scanned here only when an option depends on what DATA_DIR holds
+    if _kind_options_given(args) or _image_options_given(args):
+        from app.data import find_dataset
+
+        dataset = find_dataset(args.data_dir, args.kind)
+        _check_options_fit_the_data(args, dataset.kind)
     train_config = train_config_from_args(args)
-    preprocessing = preprocessing_from_args(args)
+    preprocessing = preprocessing_from_args(args, dataset)
     train(
         args.data_dir,
         args.out,
@@ -266,22 +271,25 @@ KIND_OPTIONS = {
 }
 
 
-def _check_options_fit_the_data(args: argparse.Namespace) -> None:
-    """InputError when `train` is given recipe options for the other kind of data than DATA_DIR holds."""
+def _kind_options_given(args: argparse.Namespace) -> dict[str, list[str]]:
+    """{kind: the KIND_OPTIONS of that kind given on the command line}, kinds with none left out."""
     given = {
         kind: [option for name, option in options.items() if getattr(args, name) not in (None, False)]
         for kind, options in KIND_OPTIONS.items()
     }
-    if not any(given.values()):
-        return
-    from app.data import find_dataset
+    return {kind: options for kind, options in given.items() if options}
 
-    kind = find_dataset(args.data_dir, args.kind).kind
+
+def _image_options_given(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name) for name in ("image_size", "channels", "center_content", "background"))
+
+
+def _check_options_fit_the_data(args: argparse.Namespace, kind: str) -> None:
+    """InputError when `train` is given recipe options for the other kind of data than DATA_DIR holds."""
     other = "image" if kind == "audio" else "audio"
-    if given[other]:
-        raise InputError(
-            f"{', '.join(given[other])} only apply to {other} data, and {args.data_dir} holds {kind}; drop them"
-        )
+    wrong = _kind_options_given(args).get(other)
+    if wrong:
+        raise InputError(f"{', '.join(wrong)} only apply to {other} data, and {args.data_dir} holds {kind}; drop them")
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -313,11 +321,12 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def preprocessing_from_args(args: argparse.Namespace) -> AudioConfig | ImageConfig | None:
+def preprocessing_from_args(args: argparse.Namespace, dataset=None) -> AudioConfig | ImageConfig | None:
     """The AudioConfig or ImageConfig that `train`'s options ask for, or None for the defaults.
 
     --sample-rate keeps the frames 32 ms and the hop 10 ms and f_max below Nyquist; image options start from
-    what the data shows (size, channels) and override it.
+    what the data shows (size, channels; `dataset`, scanned here when not given) and override it. Options for
+    the other kind of data than the dataset's are left for `train` to refuse.
     """
     preprocessing = None
     audio_options = {
@@ -341,21 +350,16 @@ def preprocessing_from_args(args: argparse.Namespace) -> AudioConfig | ImageConf
             options.setdefault("hop_length", round(160 * rate / 16000))
             options.update(f_max=min(7600.0, rate * 0.475))
         preprocessing = _config(AudioConfig, options)
-    if any(v is not None for v in image_options.values()) or args.background:
+    if _image_options_given(args):
         from app.data import find_dataset
         from app.train import infer_image_config
 
-        dataset = find_dataset(args.data_dir, args.kind)
-        if dataset.kind != "image":
-            raise InputError(
-                f"{dataset.root} holds {dataset.kind} files, but --image-size, --channels, --background and "
-                "--center-content are options for images; drop them"
-            )
-        inferred = infer_image_config(dataset)
+        dataset = dataset or find_dataset(args.data_dir, args.kind)
+        inferred = infer_image_config(dataset).__dict__ if dataset.kind == "image" else {}
         options = {k: v for k, v in image_options.items() if v is not None}
         if args.background:
             options["background"] = None if args.background == "none" else args.background
-        preprocessing = _config(ImageConfig, {**inferred.__dict__, **options})
+        preprocessing = _config(ImageConfig, {**inferred, **options})
     return preprocessing
 
 

@@ -111,19 +111,17 @@ def find_dataset(
     names = list(class_names) if class_names is not None else []
     files: list[Path] = []
     labels: list[int] = []
+    other_kind: dict[str, int] = {}
     for folder, folder_files in files_by_folder.items():
         matching = [p for p in folder_files if file_kind(p) == kind]
+        if len(matching) < len(folder_files):
+            other_kind[folder.name] = len(folder_files) - len(matching)
         if not matching:
             continue
         if class_names is None:
             names.append(folder.name)
         files.extend(matching)
         labels.extend([names.index(class_of[folder])] * len(matching))
-    other_kind = {
-        folder.name: count
-        for folder, folder_files in files_by_folder.items()
-        if (count := sum(file_kind(p) != kind for p in folder_files))
-    }
     if class_names is None and len(names) < 2:
         others = f" ({sum(other_kind.values())} other files were not {kind}; --kind chooses)" if other_kind else ""
         raise DatasetError(

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from app.bundle import read_metadata
 from app.data import find_dataset
 from app.errors import DatasetError
 from app.features import extract_features
@@ -81,7 +80,7 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
     present = {p.name for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith(".")}
     metrics["ignored_folders"] = sorted(present - set(predictor.class_names) - {"_background_noise_"})
     metrics["skipped"] = [{"file": f, "reason": r} for f, r in extraction.skipped]
-    metrics["training_data"] = training_data_under(read_metadata(bundle_dir), data_dir)
+    metrics["training_data"] = training_data_under(predictor.metadata, data_dir)
     return metrics
 
 

@@ -400,12 +400,9 @@ def test_thumbnails_show_pictures_as_the_model_sees_them():
 
 def test_only_sample_folders_of_the_bundles_classes_are_offered(tmp_path, monkeypatch):
     from app import paths
-    from app.ui.bundles import sample_files
+    from app.ui.bundles import BundleInfo, sample_files
 
     bundle = tmp_path / "models" / "words"
-    bundle.mkdir(parents=True)
-    metadata = {"format_version": 1, "kind": "audio", "class_names": ["no", "yes"], "preprocessing": {}}
-    (bundle / "metadata.json").write_text(json.dumps({**metadata, "input_shape": [1], "files": {}}))
     downloaded = tmp_path / "downloaded"
     monkeypatch.setattr(paths, "DOWNLOADED_SAMPLES_DIR", downloaded)
     for folder in (
@@ -417,7 +414,7 @@ def test_only_sample_folders_of_the_bundles_classes_are_offered(tmp_path, monkey
         write_wav(folder / "a.wav", tone(440, seconds=0.1))
     (bundle / "samples" / "no").mkdir()
     write_wav(bundle / "samples" / "no" / "b.wav", tone(440, seconds=0.1))
-    assert sample_files(bundle, "audio") == {
+    assert sample_files(BundleInfo("words", bundle, "audio", ("no", "yes"))) == {
         "no": [bundle / "samples" / "no" / "b.wav"],
         "yes": [downloaded / "words" / "yes" / "a.wav"],
     }

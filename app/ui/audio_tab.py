@@ -90,7 +90,7 @@ class AudioTab(PredictTab):
         self._model_changed(self.picker.info)
 
     def _model_changed(self, info: BundleInfo | None) -> None:
-        self.samples = sample_files(info.path, "audio") if info else {}
+        self.samples = sample_files(info) if info else {}
         self.result.show_message("Pick an example clip, record or upload, and the prediction appears here.", "info")
         self.current = None
         hint = "" if self.samples or info is None else no_samples_hint(info.name)

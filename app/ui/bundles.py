@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
-from app.bundle import read_metadata
 from app.config import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
-from app.errors import BundleError
 
 _PREDICTORS: dict[tuple[str, int], object] = {}
 _LOCK = threading.Lock()
@@ -42,7 +40,7 @@ def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleI
             continue
         infos.append(BundleInfo(bundle_dir.name, bundle_dir, kind, class_names))
     # Bundles with example files first, so the dashboard opens on something to try.
-    return sorted(infos, key=lambda info: (not sample_files(info.path, kind), info.name))
+    return sorted(infos, key=lambda info: (not sample_files(info), info.name))
 
 
 def get_predictor(bundle_dir: Path):
@@ -79,7 +77,7 @@ def warm_up(bundle_dirs: list[Path]) -> threading.Thread:
     return thread
 
 
-def sample_files(bundle_dir: Path, kind: str) -> dict[str, list[Path]]:
+def sample_files(info: BundleInfo) -> dict[str, list[Path]]:
     """Example files grouped by class: real ones downloaded to DOWNLOADED_SAMPLES_DIR/<bundle>/<class>/
     first, then the bundle's own <bundle>/samples/<class>/, at most SAMPLES_PER_CLASS per class. Only
     folders named after one of the bundle's classes count (a downloaded archive also has
@@ -88,12 +86,8 @@ def sample_files(bundle_dir: Path, kind: str) -> dict[str, list[Path]]:
     Returns:
         {class name: [files]} sorted by class; empty when there are none.
     """
-    extensions = AUDIO_EXTENSIONS if kind == "audio" else IMAGE_EXTENSIONS
-    bundle_dir = Path(bundle_dir)
-    try:
-        class_names = set(read_metadata(bundle_dir)["class_names"])
-    except (BundleError, TypeError):
-        return {}
+    extensions = AUDIO_EXTENSIONS if info.kind == "audio" else IMAGE_EXTENSIONS
+    bundle_dir, class_names = info.path, set(info.class_names)
     groups: dict[str, list[Path]] = {}
     for root in (paths.DOWNLOADED_SAMPLES_DIR / bundle_dir.name, bundle_dir / paths.SAMPLES_FOLDER):
         if not root.is_dir():

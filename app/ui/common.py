@@ -152,8 +152,7 @@ class PredictTab(widgets.VBox):
         self.infos = list_bundle_infos(self.kind, self.models_dir)
         self.picker: ModelPicker | None = None
         self._waiting_lock = threading.Lock()
-        self._waiting: tuple[int, threading.Timer] | None = None  # (ticket, timer) while a device is awaited
-        self._tickets = 0
+        self._waiting: threading.Timer | None = None  # while a device is awaited
         self._clearing = False
         if not self.infos:
             self.children = [widgets.HTML(no_models_message(self.kind, self.models_dir))]
@@ -168,23 +167,21 @@ class PredictTab(widgets.VBox):
         is missing or blocked is reported only in the browser's console, and nothing ever arrives."""
         with self._waiting_lock:
             if self._waiting:
-                self._waiting[1].cancel()
-            self._tickets += 1
-            ticket = self._tickets
+                self._waiting.cancel()
 
             def give_up() -> None:
                 with self._waiting_lock:
-                    if self._waiting and self._waiting[0] == ticket:
+                    if self._waiting is timer:  # not answered, nor replaced by a newer wait
                         self._waiting = None
                         self.result.show_message(message)
 
-            self._waiting = (ticket, call_later(seconds, give_up))
+            timer = self._waiting = call_later(seconds, give_up)
 
     def device_answered(self) -> None:
         """What await_device waits for arrived (or is no longer awaited)."""
         with self._waiting_lock:
             if self._waiting:
-                self._waiting[1].cancel()
+                self._waiting.cancel()
                 self._waiting = None
 
     def clear_media(self, widget: widgets.Widget) -> None:

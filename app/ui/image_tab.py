@@ -87,7 +87,7 @@ class ImageTab(PredictTab):
     def _model_changed(self, info: BundleInfo | None) -> None:
         self.result.show_message("Click an example, upload a picture or take a snapshot.", "info")
         self.current = None
-        samples = sample_files(info.path, "image") if info else {}
+        samples = sample_files(info) if info else {}
         prefix = f"onepipe-thumb-{uuid.uuid4().hex[:8]}"
         rules, buttons = [], []
         self.thumbnail_files = []  # the files shown, in button order

@@ -1,7 +1,8 @@
 """HTTP downloads that resume and verify: `fetch(url, destination, md5=…)`.
 
 A download goes to `<destination>.part`; after a dropped connection the next call asks for the rest (an
-HTTP Range request), and the finished file is checked against the publisher's digest, if one is given.
+HTTP Range request, with If-Range so that a file changed on the server since is sent whole again), and the
+finished file is checked against the publisher's digest, if one is given.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def fetch(
             return destination
         destination.unlink()  # stale or corrupt: fetch again
     partial = destination.with_name(destination.name + ".part")
+    validator = _validator_path(partial)
     for attempt in range(retries + 1):
         try:
             _download_to(url, partial, progress)
@@ -73,11 +75,13 @@ def fetch(
                         f"kept in {partial}: run the same command again to resume"
                     ) from error
                 partial.unlink(missing_ok=True)
+                validator.unlink(missing_ok=True)
                 raise DatasetError(
                     f"could not download {url} ({getattr(error, 'reason', error)}): is this machine offline? Run "
                     f"again when online, or fetch that file elsewhere and put it at {destination} (it is then used "
                     f"as is), or point --base-url or ${BASE_URL_VARIABLE} at a mirror"
                 ) from error
+    validator.unlink(missing_ok=True)
     problem = _checksum_problem(partial, md5, sha256)
     if problem:
         partial.unlink()
@@ -86,11 +90,27 @@ def fetch(
     return destination
 
 
+def _validator_path(partial: Path) -> Path:
+    """Where the server's ETag or Last-Modified of a `.part` file's download is kept, for If-Range."""
+    return partial.with_name(partial.name + ".validator")
+
+
+def _strong_validator(headers) -> str | None:
+    """The response's strong ETag, else its Last-Modified date: what If-Range accepts (RFC 9110 13.1.5)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
 def _download_to(url: str, partial: Path, progress: bool) -> None:
     offset = partial.stat().st_size if partial.exists() else 0
+    validator = _validator_path(partial)
     headers = {"User-Agent": "onepipe-data-download"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if validator.exists():  # the server sends the whole file if it changed since the .part began
+            headers["If-Range"] = validator.read_text().strip()
     try:
         response = urlopen(Request(url, headers=headers), timeout=_TIMEOUT_SECONDS)
     except HTTPError as error:
@@ -99,13 +119,17 @@ def _download_to(url: str, partial: Path, progress: bool) -> None:
             if total.isdigit() and int(total) == offset:
                 return
             partial.unlink()
+            validator.unlink(missing_ok=True)
             raise _Interrupted(f"server refused to resume at byte {offset}; starting again") from error
         raise
     with response:
         if offset and response.status == 206:
             mode = "ab"
         else:
-            offset, mode = 0, "wb"  # the server ignored the Range header: start again
+            offset, mode = 0, "wb"  # the server ignored the Range header, or the file changed: start again
+            validator.unlink(missing_ok=True)
+            if known := _strong_validator(response.headers):
+                validator.write_text(known)
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
         with (

@@ -25,16 +25,17 @@ from app.errors import DatasetError, InputError
 from app.fetch import fetch
 
 # ---------------------------------------------------------------------------------------------
-# A tiny file server with Range support and a switch to drop connections half-way
+# A tiny file server with Range and If-Range support and a switch to drop connections half-way
 
 
 class FileServer:
-    """Serves `files[name]` at `/name`; `cut[name] = n` cuts the next n responses half-way."""
+    """Serves `files[name]` at `/name` with an ETag (its md5); `cut[name] = n` cuts the next n responses half-way."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.if_range: list[str | None] = []  # the If-Range header of each request
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,11 +45,14 @@ class FileServer:
             def do_GET(self) -> None:
                 name = self.path.lstrip("/")
                 server.requests.append((name, self.headers.get("Range")))
+                server.if_range.append(self.headers.get("If-Range"))
                 if name not in server.files:
                     self.send_error(404)
                     return
                 body, start, status = server.files[name], 0, 200
-                if self.headers.get("Range"):
+                etag = f'"{_md5(body)}"'
+                unchanged = self.headers.get("If-Range") in (None, etag)
+                if self.headers.get("Range") and unchanged:
                     start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
                         self.send_response(416)
@@ -59,6 +63,7 @@ class FileServer:
                     status = 206
                 part = body[start:]
                 self.send_response(status)
+                self.send_header("ETag", etag)
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.send_header("Content-Length", str(len(part)))
@@ -151,7 +156,22 @@ def test_fetch_resumes_after_a_dropped_connection(server, tmp_path):
     assert path.read_bytes() == data
     assert server.requests[0] == ("big.bin", None)
     assert server.requests[1] == ("big.bin", f"bytes={len(data) // 2}-")
-    assert not (tmp_path / "big.bin.part").exists()
+    assert server.if_range == [None, f'"{_md5(data)}"']
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["big.bin"]
+
+
+def test_a_file_changed_on_the_server_during_a_resume_is_fetched_whole(server, tmp_path):
+    old, new = b"old version " * 5000, b"new version " * 6000
+    server.files["data.bin"] = old
+    server.cut["data.bin"] = 1
+    with pytest.raises(DatasetError, match="run the same command again to resume"):
+        fetch(f"{server.url}/data.bin", tmp_path / "data.bin", retries=0, progress=False)
+    server.files["data.bin"] = new  # the publisher replaced the file before the resume
+    fetch(f"{server.url}/data.bin", tmp_path / "data.bin", progress=False)
+    assert (tmp_path / "data.bin").read_bytes() == new  # not the old half with the new file's tail
+    assert server.requests[1] == ("data.bin", f"bytes={len(old) // 2}-")
+    assert server.if_range[1] == f'"{_md5(old)}"'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.bin"]  # no .part or .validator left
 
 
 def test_fetch_continues_a_part_file_from_an_earlier_run(server, tmp_path):

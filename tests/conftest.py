@@ -15,6 +15,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from fixtures_data import make_shape_dataset, make_tone_dataset
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that need the trained bundles are slow (the fixture trains two CNNs), whatever their module."""
+    for item in items:
+        if "trained_models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_feature_cache(tmp_path_factory):
     """Keep the feature cache inside the test run, not in the user's home."""

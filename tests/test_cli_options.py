@@ -60,3 +60,65 @@ def test_the_views_a_bundle_averages_follow_its_training_augmentation(shape_data
         "time_shift_frames": [],
         "pixel_shifts": [],
     }
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    """`python -m app ARGV…` in this process: (exit code, stdout, stderr)."""
+    from app import cli
+
+    try:
+        code = cli.main([str(arg) for arg in argv])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--epochs", "0"],
+        ["--frequency-warp", "0.7"],
+        ["--frequency-warp", "nan"],
+        ["--time-stretch", "-0.1"],
+        ["--augment-copies", "-1"],
+        ["--group-pattern", "("],
+        ["--group-pattern", "no-group"],
+        ["--clip-seconds", "0.01"],
+        ["--sample-rate", "8"],
+        ["--n-fft", "1"],
+        ["--seed", "-1"],
+        ["--mixup", "-0.1"],
+        ["--random-erasing", "1"],
+        ["--rotation", "-5"],
+        ["--zoom", "0.5"],
+        ["--validation-percent", "100"],
+        ["--test-percent", "nan"],
+        ["--learning-rate", "-1"],
+        ["--clip-seconds", "0.1"],  # 7 frames: too short for the CNN
+        ["--hop-length", "16000"],
+        ["--n-mels", "8"],
+        ["--image-size", "28x28"],  # an image option on audio
+        ["--extra-folder-classes", "zero=0"],  # without --extra-train-data
+        ["--horizontal-flip"],  # an image option on audio
+    ],
+)
+def test_a_bad_train_option_is_one_line_naming_it_and_writes_nothing(capsys, tmp_path, tone_dataset, bad):
+    code, _, stderr = run_main(capsys, "train", tone_dataset, "--out", tmp_path / "never", "--quiet", *bad)
+    named = bad[0] in stderr or bad[0].lstrip("-").replace("-", "_") in stderr  # --n-fft, n_fft
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and named, stderr
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("option", [["--sample-rate", "8000"], ["--frequency-warp", "0.1"]])
+def test_an_audio_option_on_images_is_refused(capsys, tmp_path, shape_dataset, option):
+    code, _, stderr = run_main(capsys, "train", shape_dataset, "--out", tmp_path / "never", *option)
+    assert code == 2 and option[0] in stderr and not (tmp_path / "never").exists()
+
+
+def test_data_command_mistakes_name_the_command_and_the_file(capsys, tmp_path):
+    code, _, stderr = run_main(capsys, "data", "synth-speech", tmp_path / "words", "--per-class", "x")
+    assert code == 2 and "see `python -m app data synth-speech --help`" in stderr
+    (tmp_path / "a-file").write_text("x")
+    code, _, stderr = run_main(capsys, "data", "digits", tmp_path / "a-file")
+    assert code == 2 and "is a file; expected a new or empty folder" in stderr

@@ -27,7 +27,8 @@ ui_fixtures.require_chromium(module=True)  # fails on CI, which must test the da
 ui_models = ui_fixtures.ui_models
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
-# Harmless in the browser console: the CDN font stylesheet when offline, and version notes of shared modules.
+# Harmless in the browser console: the CDN font stylesheet (no name resolves in the tests), and version notes
+# of shared modules.
 HARMLESS = (re.compile(r"Failed to load resource: net::ERR_(NAME_NOT_RESOLVED|INTERNET_DISCONNECTED|CONNECTION)"),)
 MIC_CLASS, CAMERA_INDEX = "high", 0
 

@@ -113,3 +113,12 @@ def test_a_damaged_bundle_is_refused_with_what_is_wrong(tmp_path, capsys, damage
     assert cli.main(["predict", str(bundle), str(digit)]) == 2
     stderr = capsys.readouterr().err
     assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_evaluate_on_a_folder_without_the_bundles_classes_says_which_folders_it_needs(tmp_path, capsys):
+    (tmp_path / "cats").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / "cats" / "a.png")
+    assert cli.main(["evaluate", str(PROJECT_ROOT / "models" / "mnist"), str(tmp_path)]) == 2
+    stderr = capsys.readouterr().err
+    assert "no image files under" in stderr and "in folders named after the bundle's classes" in stderr
+    assert len(stderr.strip().splitlines()) == 1

@@ -122,3 +122,13 @@ def test_data_command_mistakes_name_the_command_and_the_file(capsys, tmp_path):
     (tmp_path / "a-file").write_text("x")
     code, _, stderr = run_main(capsys, "data", "digits", tmp_path / "a-file")
     assert code == 2 and "is a file; expected a new or empty folder" in stderr
+
+
+def test_training_on_files_none_of_which_can_be_read_says_so(capsys, tmp_path):
+    for name in ("yes", "no"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for n in range(3):
+            (tmp_path / "data" / name / f"{n}.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing")
+    code, _, stderr = run_main(capsys, "train", tmp_path / "data", "--out", tmp_path / "never", "--quiet")
+    assert code == 2 and "no readable files left in the training or validation split" in stderr
+    assert not (tmp_path / "never").exists()

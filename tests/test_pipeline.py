@@ -175,8 +175,12 @@ def test_training_says_what_it_left_out_and_when_classes_look_like_sets(tmp_path
         for name in names:
             shutil.copytree(tone_dataset / name, data / split / name)
     shutil.copytree(shape_dataset / "circle", data / "pictures")
+    (data / "train" / "high" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing")
     result = run_cli("train", data, "--out", tmp_path / "model", "--epochs", "1", "--no-augment", "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert f"skipped 1 unreadable file(s); listed in {tmp_path / 'model' / 'metadata.json'}" in result.stdout
+    skipped = read_metadata(tmp_path / "model")["data"]["skipped"]
+    assert [Path(entry["file"]).name for entry in skipped] == ["broken.wav"] and skipped[0]["reason"]
     pictures = len(list((shape_dataset / "circle").iterdir()))
     assert f"left out the image files of this audio dataset: pictures/ ({pictures})" in result.stdout
     assert f"rather than classes (root/<set>/<class>/), stop and give one set, e.g. {data / 'train'}" in result.stdout

@@ -296,6 +296,22 @@ def test_webcam_snapshot_is_predicted(dashboard, shape_predictor):
     assert tab.camera is None and tab.snapshot_button.disabled and tab.camera_box.children == ()
 
 
+def test_a_damaged_bundle_gives_a_message_and_the_others_keep_working(ui_models, tmp_path):
+    import shutil
+
+    models = Path(shutil.copytree(ui_models, tmp_path / "models"))
+    (models / "tones" / "model.tflite").write_bytes(b"damaged on disk")
+    damaged = build_dashboard(models)
+    tab = damaged.audio
+    assert tab.picker.dropdown.value == "tones"
+    tab.predict_button.click()
+    assert tab.result.level == "error" and "does not match the sha256" in tab.result.message
+    assert "Traceback" not in tab.result.view.value
+    tab.picker.dropdown.value = "tones-bare"  # an intact bundle in the same dashboard
+    tab.upload.value = upload_value("low.wav", write_wav(tmp_path / "low.wav", tone(TONE_CLASSES["low"])).read_bytes())
+    assert tab.result.level == "result" and tab.result.predictions[0]["label"] == "low"
+
+
 def test_bundle_without_samples_says_how_to_get_them(dashboard):
     tab = dashboard.audio
     tab.picker.dropdown.value = "tones-bare"

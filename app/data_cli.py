@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from app.paths import DOWNLOADED_SAMPLES_DIR, MODELS_DIR
 
-REPLACE_HELP = "rewrite OUT_DIR if it holds an earlier dataset of this command (only class folders of its files)"
+REPLACE_HELP = "rewrite OUT_DIR if an earlier run of this command made it (it holds a .onepipe-data file naming it)"
 _DOWNLOAD_EPILOG = f"""\
 datasets:
   speech-commands       Speech Commands v0.02 training archive (2.4 GB), CC BY 4.0
@@ -110,42 +113,65 @@ def _print_counts(counts: dict, where: Path) -> None:
     print(json.dumps(counts))
 
 
-def _clear_output(out_dir: Path, replace: bool, extension: str) -> None:
-    """Make way for a new dataset: OUT_DIR must be new or empty, or, with replace, hold nothing but class
-    folders of `extension` files (an earlier run's), which are deleted so no stale file stays behind."""
+MADE_BY_FILE = ".onepipe-data"  # in every folder synth-speech or digits wrote: the command's name
+
+
+@contextmanager
+def _dataset_folder(out_dir: Path, replace: bool, command: str, extension: str) -> Iterator[Path]:
+    """A staging folder beside OUT_DIR to write a dataset into; when the block ends without error it becomes
+    OUT_DIR, marked as made by `command`. OUT_DIR must be new or empty, or, with replace, a folder an earlier
+    run of `command` made that holds nothing else than class folders of `extension` files (it is replaced
+    only once the new dataset is complete). On error OUT_DIR is untouched and the staging folder removed."""
     from app.errors import DatasetError
 
+    out_dir = out_dir.resolve()  # a symlinked folder is replaced where it points
     if out_dir.exists() and not out_dir.is_dir():
         raise DatasetError(f"{out_dir} is a file; expected a new or empty folder")
-    if not out_dir.exists() or not any(out_dir.iterdir()):
-        return
-    if not replace:
-        raise DatasetError(f"{out_dir} is not empty; expected a new folder (or --replace to rewrite an earlier run's)")
-    foreign = [
-        path
-        for path in out_dir.rglob("*")
-        if (path.is_file() and (path.parent == out_dir or path.suffix.lower() != extension))
-        or (path.is_dir() and path.parent != out_dir)
-    ]
-    if foreign:
-        raise DatasetError(
-            f"{out_dir} holds more than class folders of {extension} files (e.g. {foreign[0]}); "
-            "--replace rewrites only a dataset this command made, so nothing was deleted"
-        )
-    shutil.rmtree(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not replace:
+            raise DatasetError(
+                f"{out_dir} is not empty; expected a new folder (or --replace to rewrite an earlier run's)"
+            )
+        marker = out_dir / MADE_BY_FILE
+        if not marker.is_file() or marker.read_text().strip() != command:
+            raise DatasetError(
+                f"{out_dir} was not made by `data {command}` (it has no {MADE_BY_FILE} file naming it); --replace "
+                "rewrites only such a folder, so nothing was deleted: delete it yourself if it is yours to delete"
+            )
+        added = [
+            path
+            for path in out_dir.rglob("*")
+            if (path.is_file() and path != marker and (path.parent == out_dir or path.suffix.lower() != extension))
+            or (path.is_dir() and path.parent != out_dir)
+        ]
+        if added:
+            raise DatasetError(
+                f"{out_dir} holds more than class folders of {extension} files (e.g. {added[0]}); --replace "
+                "rewrites only what this command made, so nothing was deleted"
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
+        (staging / MADE_BY_FILE).write_text(f"{command}\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.replace(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _synth_speech(args: argparse.Namespace) -> int:
     from app.synth import SPEECH_COMMANDS_WORDS, synthesize_dataset
 
-    _clear_output(args.out_dir, args.replace, ".wav")
-    counts = synthesize_dataset(
-        args.out_dir,
-        words=args.words or SPEECH_COMMANDS_WORDS,
-        per_class=args.per_class,
-        seed=args.seed,
-        silence=args.silence,
-    )
+    with _dataset_folder(args.out_dir, args.replace, "synth-speech", ".wav") as staging:
+        counts = synthesize_dataset(
+            staging,
+            words=args.words or SPEECH_COMMANDS_WORDS,
+            per_class=args.per_class,
+            seed=args.seed,
+            silence=args.silence,
+        )
     _print_counts(counts, args.out_dir)
     return 0
 
@@ -183,8 +209,9 @@ def _digits(args: argparse.Namespace) -> int:
 
     if args.limit_per_class is not None and args.limit_per_class < 1:
         raise InputError(f"received --limit-per-class {args.limit_per_class}; expected a positive number")
-    _clear_output(args.out_dir, args.replace, ".png")
-    _print_counts(write_digits(args.out_dir, args.limit_per_class), args.out_dir)
+    with _dataset_folder(args.out_dir, args.replace, "digits", ".png") as staging:
+        counts = write_digits(staging, args.limit_per_class)
+    _print_counts(counts, args.out_dir)
     return 0
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from scipy import ndimage
 
 from app.data_cli import register
 from app.digits import center_in_frame, digit_image, write_digits
+from app.errors import DatasetError
 
 
 def test_digit_image_is_mnist_like():
@@ -48,3 +51,28 @@ def test_cli_digits(tmp_path, capsys):
     assert args.func(args) == 0
     assert len(list((tmp_path / "digits").glob("*/*.png"))) == 20
     assert "wrote 20 files" in capsys.readouterr().out
+
+
+def test_replace_rewrites_only_a_folder_this_command_made(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="onepipe")
+    register(parser.add_subparsers(dest="command"))
+
+    def run(out: Path, *options: str) -> int:
+        args = parser.parse_args(["data", "digits", str(out), "--limit-per-class", "1", *options])
+        return args.func(args)
+
+    mine = tmp_path / "mine"  # the user's own class folders of PNGs: never deleted
+    for name in ("cat", "dog"):
+        (mine / name).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(mine / name / "1.png")
+    with pytest.raises(DatasetError, match=r"was not made by `data digits`.*nothing was deleted"):
+        run(mine, "--replace")
+    assert sorted(path.name for path in mine.iterdir()) == ["cat", "dog"]
+    assert run(tmp_path / "digits") == 0
+    assert run(tmp_path / "digits", "--replace") == 0  # an earlier run's folder is rewritten
+    assert len(list((tmp_path / "digits").glob("*/*.png"))) == 10
+    (tmp_path / "digits" / "0" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match=r"more than class folders of \.png files"):
+        run(tmp_path / "digits", "--replace")
+    assert (tmp_path / "digits" / "0" / "notes.txt").read_text() == "mine"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["digits", "mine"]  # no staging folder left

@@ -120,7 +120,7 @@ def test_cli_synth_speech(tmp_path, capsys):
         ]
     )
     assert args.func(args) == 0
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["_silence_", "left", "right"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".onepipe-data", "_silence_", "left", "right"]
     assert "wrote 5 files" in capsys.readouterr().out
 
 
@@ -141,3 +141,18 @@ def test_cli_synth_speech_never_mixes_runs_and_replaces_only_its_own_output(tmp_
     with pytest.raises(DatasetError, match="nothing was deleted"):
         run("--per-class", "2", "--replace")
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_a_replace_that_fails_keeps_the_earlier_dataset(tmp_path):
+    parser = argparse.ArgumentParser(prog="onepipe")
+    register(parser.add_subparsers(dest="command"))
+
+    def run(*options: str) -> int:
+        args = parser.parse_args(["data", "synth-speech", str(tmp_path / "out"), "--per-class", "2", *options])
+        return args.func(args)
+
+    assert run("--words", "yes") == 0
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
+    with pytest.raises(InputError):
+        run("--words", "yes", "no!", "--replace")  # a bad word, found only after --replace was accepted
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before  # and no staging folder

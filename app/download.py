@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gzip
 import io
 import os
@@ -78,6 +80,8 @@ class DatasetSource:
     convert: Callable[[list[Path], Path, int | None], dict[str, int]]
     bundle: str  # shipped bundle whose classes it matches (samples folder name)
     licence: str
+    # the same for the dashboard's samples, where it differs: files the shipped bundle did not train on
+    convert_samples: Callable[[list[Path], Path, int | None], dict[str, int]] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,12 +188,16 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _convert_mnist(paths: list[Path], root: Path, limit: int | None) -> dict[str, int]:
-    """idx files to `<digit>/<split>-<index>.png` (28×28 grey); test first, listed in testing_list.txt."""
+def _convert_mnist(
+    paths: list[Path], root: Path, limit: int | None, training_set_first: bool = False
+) -> dict[str, int]:
+    """idx files to `<digit>/<split>-<index>.png` (28×28 grey); test first (so a limited dataset has a test
+    set) unless training_set_first, test images listed in testing_list.txt."""
     by_name = {path.name: path for path in paths}
     writer = _ClassFolderWriter(root, limit)
     testing = []
-    for split, prefix in (("test", "t10k"), ("train", "train")):
+    splits = (("test", "t10k"), ("train", "train"))
+    for split, prefix in reversed(splits) if training_set_first else splits:
         images = read_idx(by_name[f"{prefix}-images-idx3-ubyte.gz"])
         labels = read_idx(by_name[f"{prefix}-labels-idx1-ubyte.gz"])
         if images.ndim != 3 or labels.shape != images.shape[:1]:
@@ -229,8 +237,11 @@ def _load_batch(file: BinaryIO, name: str) -> dict:
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
 
 
-def _convert_cifar10(paths: list[Path], root: Path, limit: int | None) -> dict[str, int]:
-    """Python batches to `<class>/<split>-<index>.png` (32×32 RGB); test first, listed in testing_list.txt."""
+def _convert_cifar10(
+    paths: list[Path], root: Path, limit: int | None, training_set_first: bool = False
+) -> dict[str, int]:
+    """Python batches to `<class>/<split>-<index>.png` (32×32 RGB); test first (so a limited dataset has a
+    test set) unless training_set_first, test images listed in testing_list.txt."""
     batches: dict[str, dict] = {}
     for member, file in iter_archive(paths[0]):
         if member.name == "test_batch" or member.name.startswith("data_batch_") or member.name == "batches.meta":
@@ -240,9 +251,10 @@ def _convert_cifar10(paths: list[Path], root: Path, limit: int | None) -> dict[s
         class_names = [
             name.decode() if isinstance(name, bytes) else str(name) for name in batches["batches.meta"]["label_names"]
         ]
-    order = ["test_batch", *sorted(name for name in batches if name.startswith("data_batch_"))]
-    if "test_batch" not in batches or len(order) < 2:
+    training = sorted(name for name in batches if name.startswith("data_batch_"))
+    if "test_batch" not in batches or not training:
         raise DatasetError(f"{paths[0].name} lacks test_batch or data_batch_*; expected the CIFAR-10 python version")
+    order = [*training, "test_batch"] if training_set_first else ["test_batch", *training]
     writer = _ClassFolderWriter(root, limit)
     testing = []
     train_index = 0
@@ -309,6 +321,8 @@ DATASETS: dict[str, DatasetSource] = {
             _convert_mnist,
             bundle="mnist",
             licence="CC BY-SA 3.0 (LeCun, Cortes and Burges)",
+            # the shipped bundle trained on MNIST's test set: its samples come from the training set
+            convert_samples=functools.partial(_convert_mnist, training_set_first=True),
         ),
         DatasetSource(
             "cifar10",
@@ -317,6 +331,8 @@ DATASETS: dict[str, DatasetSource] = {
             _convert_cifar10,
             bundle="cifar10",
             licence="cite Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
+            # the shipped bundle trained on CIFAR-10's test set: its samples come from the training set
+            convert_samples=functools.partial(_convert_cifar10, training_set_first=True),
         ),
     )
 }
@@ -440,11 +456,15 @@ def download_dataset(
 def download_samples(
     name: str, per_class: int = 4, base_url: str | None = None, progress: bool = True
 ) -> dict[str, int]:
-    """Fetch a few held-out files per class into DOWNLOADED_SAMPLES_DIR/<bundle>/ for the dashboard.
+    """Fetch a few files per class into DOWNLOADED_SAMPLES_DIR/<bundle>/ for the dashboard: for mnist and
+    cifar10, images of their training sets, which the shipped bundles (trained on test-set images) never saw;
+    for the speech datasets, the first clips of each class, which the shipped bundles may have trained on.
 
     For cifar10 (no honest offline sample exists) this is how the dashboard gets its examples.
     """
     source = resolve_source(name)
+    if source.convert_samples is not None:
+        source = dataclasses.replace(source, convert=source.convert_samples)
     return download_dataset(
         source,
         DOWNLOADED_SAMPLES_DIR,

@@ -171,7 +171,10 @@ def test_post_build_installs_the_package_settings_and_examples(workspace, reposi
     samples = repository / "data" / "samples"
     cifar = {folder.name: sorted(folder.glob("*.png")) for folder in (samples / "cifar10").iterdir() if folder.is_dir()}
     assert set(cifar) == set(binder.CIFAR10_CLASSES)
-    assert all(len(files) == SAMPLES_PER_CLASS and files[0].name.startswith("test-") for files in cifar.values())
+    assert all(
+        len(files) == SAMPLES_PER_CLASS and all(file.name.startswith("train-") for file in files)
+        for files in cifar.values()
+    )
     speech = {
         folder.name: list(folder.glob("*.wav")) for folder in (samples / "speech-commands").iterdir() if folder.is_dir()
     }

@@ -72,6 +72,7 @@ _sample_rate = _bounded(
 )
 _clip_seconds = _bounded(float, 0.1, 30.0, "seconds from 0.1 to below 30 such as 1.0")
 _learning_rate = _bounded(float, 1e-7, 10.0, "a positive rate below 10 such as 0.002")
+_DEFAULTS = TrainConfig()  # what an option left out means, for the help texts
 _mixup_alpha = _bounded(float, 0.0, 10.0, "a Beta distribution parameter from 0 to below 10 such as 0.2")
 
 
@@ -123,11 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FOLDER=CLASS",
         help="in the extra training data, read folder FOLDER as class CLASS, e.g. zero=0 one=1",
     )
-    train.add_argument("--epochs", type=_positive_int, help="maximum epochs (early stopping may end sooner)")
-    train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--seed", type=_seed)
-    train.add_argument("--learning-rate", type=_learning_rate)
-    train.add_argument("--patience", type=_positive_int, help="epochs without validation gain before stopping")
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help=f"maximum epochs (early stopping may end sooner; default {_DEFAULTS.epochs})",
+    )
+    train.add_argument("--batch-size", type=_positive_int, help=f"default {_DEFAULTS.batch_size}")
+    train.add_argument("--seed", type=_seed, help=f"default {_DEFAULTS.seed}")
+    train.add_argument(
+        "--learning-rate",
+        type=_learning_rate,
+        help=f"peak of the cosine schedule (default {_DEFAULTS.learning_rate:g})",
+    )
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        help=f"epochs without validation gain before stopping (default {_DEFAULTS.patience})",
+    )
     train.add_argument(
         "--validation-percent",
         type=_percent,
@@ -147,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--test-groups", type=_names, metavar="NAME[,NAME…]", help="speakers held out whole for test")
     train.add_argument("--no-augment", action="store_true", help="turn off augmentation")
-    train.add_argument("--augment-copies", type=_non_negative_int, help="audio: waveform variants per training clip")
+    train.add_argument(
+        "--augment-copies",
+        type=_non_negative_int,
+        help=f"audio: waveform variants per training clip (default {_DEFAULTS.augment_copies})",
+    )
     train.add_argument(
         "--noise-from-silence", action="store_true", help="audio: mix `_silence_` training clips in as background noise"
     )

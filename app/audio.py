@@ -28,6 +28,13 @@ from app.sources import Source, describe_source, read_source_bytes
 
 EXPECTED_AUDIO = "expected audio: wav, flac, ogg, opus, mp3, m4a, webm"
 AudioSource = Source
+MIN_DECODED_SECONDS = 0.05  # shorter input holds no word (the model would answer anyway)
+# Compressed formats decode slightly longer than they were made (encoder padding): allowed past max_seconds.
+PADDING_TOLERANCE_SECONDS = 0.1
+
+
+class _DamagedWav(Exception):
+    """SciPy could not parse a WAV file; FFmpeg gets a try before this becomes the user's message."""
 
 
 def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.0) -> np.ndarray:
@@ -42,11 +49,17 @@ def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.
         Waveform of shape (samples,), float32 in [-1, 1].
 
     Raises:
-        InputError: empty, corrupt, not audio, no samples, non-finite samples or too long.
+        InputError: empty, corrupt, not audio, no samples, non-finite samples, too short or too long.
     """
     data = read_source_bytes(source, EXPECTED_AUDIO)
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        waveform = _decode_wav(data, sample_rate, max_seconds, source)
+        try:
+            waveform = _decode_wav(data, sample_rate, max_seconds, source)
+        except _DamagedWav as damaged:  # FFmpeg reads some WAVs SciPy refuses (zero sizes from streaming)
+            try:
+                return _decode_with_pyav(data, sample_rate, max_seconds, source)
+            except UndecodableError:
+                raise UndecodableError(str(damaged)) from None
         if waveform is not None:
             return waveform
     return _decode_with_pyav(data, sample_rate, max_seconds, source)
@@ -60,7 +73,10 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
         _check_rate(file_rate, source)
         waveform = samples[:, 0].astype(np.float32) if channels == 1 else samples.mean(axis=1, dtype=np.float32)
         waveform *= 1.0 / 32768.0
-        return waveform if file_rate == sample_rate else _finish(resample(waveform, file_rate, sample_rate), source)
+        if file_rate != sample_rate:
+            return _finish(resample(waveform, file_rate, sample_rate), source, sample_rate)
+        _check_length(waveform, source, sample_rate)  # 16-bit samples are finite and within [-1, 1)
+        return waveform
     fmt_chunk = data.find(b"fmt ", 12)
     if 0 < fmt_chunk <= len(data) - 12 and struct.unpack_from("<H", data, fmt_chunk + 10)[0] == 0:
         raise InputError(f"{describe_source(source)} declares zero audio channels; {EXPECTED_AUDIO}")
@@ -71,9 +87,9 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
     except ValueError as error:  # unknown codec (ADPCM, µ-law …) or malformed chunk: let FFmpeg try
         if "Unknown wave file format" in str(error) or "not supported" in str(error):
             return None
-        raise InputError(f"{describe_source(source)} is not a readable WAV file ({error}); {EXPECTED_AUDIO}") from None
+        raise _DamagedWav(f"{describe_source(source)} is not a readable WAV file ({error}); {EXPECTED_AUDIO}") from None
     except Exception:  # SciPy fails in many ways on a damaged header; its messages name its internals
-        raise InputError(
+        raise _DamagedWav(
             f"{describe_source(source)} is a damaged WAV file (its header or chunks are broken); {EXPECTED_AUDIO}"
         ) from None
     if samples.ndim == 2 and samples.shape[1] == 0:
@@ -83,10 +99,7 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
         raise InputError(
             f"{describe_source(source)} lasts {samples.shape[0] / file_rate:.0f} s; the limit is {max_seconds:.0f} s"
         )
-    waveform = _to_float(samples)
-    if waveform.ndim == 2:
-        waveform = waveform.mean(axis=1)
-    return _finish(resample(waveform, file_rate, sample_rate), source)
+    return _finish(resample(_to_mono_float(samples), file_rate, sample_rate), source, sample_rate)
 
 
 def _check_rate(file_rate: int, source: AudioSource) -> None:
@@ -110,14 +123,20 @@ def _canonical_pcm16(data: bytes, max_seconds: float) -> np.ndarray | None:
     return np.frombuffer(data, "<i2", count=count, offset=44).reshape(-1, channels)
 
 
-def _to_float(samples: np.ndarray) -> np.ndarray:
-    """Integer or float PCM samples as float32 in [-1, 1] (8-bit WAV is unsigned: silence is 128)."""
+def _to_mono_float(samples: np.ndarray) -> np.ndarray:
+    """(frames,) or (frames, channels) integer or float PCM samples as a mono float32 (frames,) waveform at
+    full scale 1 (8-bit WAV is unsigned: silence is 128). Channels are averaged before any full-size float
+    copy is made. Float samples beyond ±1 (written at integer scale by some tools) are scaled by their peak."""
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples.astype(np.float32)
     if np.issubdtype(samples.dtype, np.unsignedinteger):
         middle = float(2 ** (8 * samples.dtype.itemsize - 1))
-        return ((samples.astype(np.float64) - middle) / middle).astype(np.float32)
-    if np.issubdtype(samples.dtype, np.integer):
-        return samples.astype(np.float32) / float(-np.iinfo(samples.dtype).min)
-    return samples.astype(np.float32, copy=False)
+        mono -= middle
+        mono /= middle
+    elif np.issubdtype(samples.dtype, np.integer):
+        mono /= float(-np.iinfo(samples.dtype).min)
+    elif mono.size and (peak := float(np.max(np.abs(mono)))) > 1.0 and np.isfinite(peak):
+        mono /= peak
+    return mono
 
 
 def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray:
@@ -139,7 +158,7 @@ def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source:
                     chunk = resampled.to_ndarray().mean(axis=0, dtype=np.float32)
                     chunks.append(chunk)
                     total += chunk.size
-                if total > max_samples:
+                if total > max_samples + PADDING_TOLERANCE_SECONDS * sample_rate:
                     raise InputError(f"{describe_source(source)} lasts more than {max_seconds:.0f} s; shorten it")
             for resampled in resampler.resample(None):
                 chunks.append(resampled.to_ndarray().mean(axis=0, dtype=np.float32))
@@ -154,15 +173,27 @@ def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source:
             f"{describe_source(source)} could not be decoded as audio ({reason}); {EXPECTED_AUDIO}"
         ) from None
     waveform = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return _finish(waveform.astype(np.float32, copy=False), source)
+    return _finish(waveform.astype(np.float32, copy=False), source, sample_rate)
 
 
-def _finish(waveform: np.ndarray, source: AudioSource) -> np.ndarray:
+def _finish(waveform: np.ndarray, source: AudioSource, sample_rate: int) -> np.ndarray:
+    """The decoded (samples,) waveform at `sample_rate`, checked (samples, finite, long enough) and clipped
+    to [-1, 1]."""
     if waveform.size == 0:
         raise UndecodableError(f"{describe_source(source)} contains no audio samples; {EXPECTED_AUDIO}")
     if not np.all(np.isfinite(waveform)):
         raise InputError(f"{describe_source(source)} contains invalid samples (NaN or infinity)")
-    return np.clip(waveform, -1.0, 1.0)
+    _check_length(waveform, source, sample_rate)
+    return np.clip(waveform, -1.0, 1.0, out=waveform)
+
+
+def _check_length(waveform: np.ndarray, source: AudioSource, sample_rate: int) -> None:
+    """InputError for a (samples,) waveform shorter than MIN_DECODED_SECONDS at `sample_rate`."""
+    if waveform.size < MIN_DECODED_SECONDS * sample_rate:
+        raise InputError(
+            f"{describe_source(source)} lasts {waveform.size / sample_rate:.3f} s; expected at least "
+            f"{MIN_DECODED_SECONDS:g} s of sound"
+        )
 
 
 def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -316,7 +347,7 @@ def validate_waveform(waveform: np.ndarray) -> np.ndarray:
         raise InputError(f"expected a numeric waveform; received dtype {array.dtype}")
     if array.dtype.kind in "iu" and array.dtype.itemsize > 4:  # int64 has no natural full scale: use the peak
         array = array.astype(np.float64) / max(1.0, float(np.max(np.abs(array))))
-    array = _to_float(array) if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32)
+    array = _to_mono_float(array) if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise InputError("the waveform contains invalid samples (NaN or infinity)")
     return np.clip(array, -1.0, 1.0)

@@ -256,3 +256,30 @@ def test_mel_filterbank_matches_tensorflow():
 def test_impossible_audio_configs_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         AudioConfig(**options)
+
+
+def test_a_wav_with_zero_size_fields_is_read_as_ffmpeg_reads_it():
+    whole = wav_bytes((A440 * 32767).astype(np.int16))
+    data = bytearray(whole)
+    data[4:8] = data[40:44] = b"\0\0\0\0"  # what an interrupted or streaming recorder leaves
+    np.testing.assert_allclose(decode_audio(bytes(data), RATE), decode_audio(whole, RATE), atol=1e-4)
+
+
+def test_float_wav_written_at_integer_scale_is_heard_as_the_same_sound():
+    config = AudioConfig()
+    loud = wav_bytes((A440 * 32767).astype(np.float32))  # float samples up to 32767, not 1
+    assert np.max(np.abs(decode_audio(loud, RATE))) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(audio_features(loud, config), audio_features(A440, config), atol=0.05)
+
+
+def test_a_clip_too_short_to_hold_a_word_is_refused():
+    with pytest.raises(InputError, match=r"lasts 0\.000 s; expected at least 0\.05 s of sound"):
+        decode_audio(wav_bytes(np.array([16000], np.int16)), RATE)
+    with pytest.raises(InputError, match=r"lasts 0\.010 s"):
+        decode_audio(encode_with_pyav(A440[:160], "flac", "flac", RATE), RATE)
+    assert decode_audio(wav_bytes((A440[:800] * 32767).astype(np.int16)), RATE).size == 800  # 0.05 s is enough
+
+
+def test_encoder_padding_just_past_the_limit_is_allowed():
+    just_over = encode_with_pyav(np.zeros(int(RATE * 2.05), np.float32) + 0.1, "flac", "flac", RATE)
+    assert decode_audio(just_over, RATE, max_seconds=2.0).size == int(RATE * 2.05)

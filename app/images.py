@@ -50,6 +50,7 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
             f"{name} uses the {image.mode} colour mode, which cannot be converted to {mode}; "
             "expected an RGB, grey, palette, CMYK or 16-bit image"
         ) from None
+    image = _shrink(image, config.image_size)  # a 16-bit image can be reduced only now
     if config.background is not None:
         image = _match_background(image, config.background)
     if config.center_content:
@@ -83,6 +84,7 @@ def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
                 )
             image.load()
             image = ImageOps.exif_transpose(image)
+            image = _shrink(image, config.image_size)
         except InputError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -95,6 +97,15 @@ def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
         except (OSError, ValueError, SyntaxError, EOFError) as error:
             raise InputError(f"{describe_source(source)} is a damaged image ({error}); {EXPECTED_IMAGE}") from None
     return image
+
+
+def _shrink(image: Image.Image, image_size: tuple[int, int]) -> Image.Image:
+    """A much larger image than the model needs, reduced by a whole factor to at least 4 × `image_size`
+    (height, width) by box averaging, so that a 50-megapixel image is not converted at full size."""
+    factor = min(image.width // (image_size[1] * 4), image.height // (image_size[0] * 4))
+    if factor < 2 or image.mode in ("1", "P") or image.mode.startswith("I;16"):
+        return image
+    return image.reduce(factor)
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -120,20 +131,25 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 
 def to_mode(image: Image.Image, mode: str) -> Image.Image:
-    """Palette, alpha, CMYK, LAB, 16-bit and grey images as 8-bit "L" or "RGB"; transparency over white."""
+    """Palette, alpha, CMYK, LAB, 16-bit and grey images as 8-bit "L" or "RGB". Transparent parts become
+    white, or black when what is drawn is light (white strokes on a transparent background)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8))
+        array = np.asarray(image, dtype=np.float32)  # a new array: scaled in place below
+        array *= 255.0 / max(float(array.max()), 255.0)
+        image = Image.fromarray(np.clip(array, 0, 255, out=array).astype(np.uint8))
     elif image.mode == "F":
-        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        array = np.nan_to_num(np.asarray(image, dtype=np.float32))
         span = max(array.max() - array.min(), 1e-12)
         image = Image.fromarray(((array - array.min()) / span * 255.0).astype(np.uint8))
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
+        image = image.convert("RGBA")
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32)
+        drawn = np.asarray(image.convert("RGB").convert("L"), dtype=np.float32)
+        light_drawing = float((drawn * alpha).sum()) > 127.5 * float(alpha.sum())  # alpha-weighted mean
+        shade = 0 if light_drawing else 255
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (shade, shade, shade, 255)), image)
     if image.mode == mode:
         return image
     try:

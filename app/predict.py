@@ -78,10 +78,13 @@ class Predictor:
         """
         if isinstance(self.config, AudioConfig):
             waveform = load_waveform(source, self.config)
-            if float(np.max(np.abs(waveform))) < SILENCE_PEAK:
+            if float(np.max(np.abs(waveform - waveform.mean()))) < SILENCE_PEAK:  # a constant offset is silence too
                 raise InputError("the audio is silent (no sound above the noise floor); check the microphone")
             return log_mel_spectrogram(fit_window(waveform, self.config), self.config)
-        return load_image(source, self.config)
+        image = load_image(source, self.config)
+        if image.min() == image.max():
+            raise InputError("the image is one flat colour; expected a picture with something in it")
+        return image
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
         """Probabilities (n_classes,) for one example, or (batch, n_classes) for a batch of features."""

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from app import cli
 from app.bundle import sha256_of, write_bundle
@@ -104,7 +104,9 @@ DAMAGE = {
 def test_a_damaged_bundle_is_refused_with_what_is_wrong(tmp_path, capsys, damage):
     bundle = Path(shutil.copytree(PROJECT_ROOT / "models" / "mnist", tmp_path / "mnist"))
     digit = tmp_path / "digit.png"
-    Image.new("L", (28, 28)).save(digit)
+    picture = Image.new("L", (28, 28))
+    ImageDraw.Draw(picture).line([(14, 4), (14, 24)], fill=255, width=3)  # a "1"
+    picture.save(digit)
     assert Predictor.load(bundle)(digit)  # intact, it answers
     make_damage, message = DAMAGE[damage]
     make_damage(bundle)

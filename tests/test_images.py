@@ -63,6 +63,24 @@ def test_transparent_pixels_become_white():
     assert load_image(encode(image, "PNG"), RGB).min() == 255
 
 
+def test_a_light_drawing_on_a_transparent_background_is_laid_on_black():
+    strokes = shape_image("circle", size=28, seed=1)  # light strokes on black
+    on_black = load_image(encode(strokes, "PNG"), GREY)
+    white = Image.new("L", strokes.size, 255)
+    transparent = Image.merge("RGBA", (white, white, white, strokes.convert("L")))  # alpha = the drawing
+    np.testing.assert_array_equal(load_image(encode(transparent, "PNG"), GREY), on_black)
+    dark = Image.merge("RGBA", (*(Image.new("L", strokes.size, 0),) * 3, strokes.convert("L")))
+    assert load_image(encode(dark, "PNG"), GREY).max() == 255  # dark strokes: laid on white, as before
+
+
+def test_a_huge_image_is_reduced_before_conversion_with_the_same_result():
+    small = shape_image("square", size=64, seed=2).convert("RGBA")
+    huge = small.resize((64 * 40, 64 * 40), Image.Resampling.NEAREST)  # 6.5 megapixels of RGBA
+    config = ImageConfig(image_size=(16, 16), channels=3)
+    difference = load_image(encode(huge, "PNG"), config).astype(int) - load_image(encode(small, "PNG"), config)
+    assert np.abs(difference).max() <= 8
+
+
 def test_exif_orientation_is_applied():
     image = Image.new("RGB", (60, 30), (0, 0, 0))
     image.paste((255, 255, 255), (0, 0, 30, 30))  # white left half

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from app import synth
 from app.augment import encode_webm_opus
 from app.bundle import read_metadata
+from app.errors import InputError
 from app.paths import PROJECT_ROOT
 from app.predict import Predictor
 
@@ -164,3 +165,10 @@ def test_speaking_into_the_dashboard_microphone(tmp_path):
     finally:
         stop_process(process)
     assert label == "yes"
+
+
+def test_a_flat_image_and_a_constant_offset_are_refused_not_guessed():
+    with pytest.raises(InputError, match="one flat colour; expected a picture with something in it"):
+        Predictor.load(MODELS / "mnist")(Image.new("L", (28, 28), 0))
+    with pytest.raises(InputError, match="silent"):
+        Predictor.load(MODELS / "spoken-digits")(np.full(8000, 0.25, np.float32))  # a DC offset, no sound

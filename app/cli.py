@@ -72,8 +72,8 @@ _sample_rate = _bounded(
 )
 _clip_seconds = _bounded(float, 0.1, 30.0, "seconds from 0.1 to below 30 such as 1.0")
 _learning_rate = _bounded(float, 1e-7, 10.0, "a positive rate below 10 such as 0.002")
-_DEFAULTS = TrainConfig()  # what an option left out means, for the help texts
 _mixup_alpha = _bounded(float, 0.0, 10.0, "a Beta distribution parameter from 0 to below 10 such as 0.2")
+_DEFAULTS = TrainConfig()  # what an option left out means, for the help texts
 
 
 def _names(text: str) -> tuple[str, ...]:

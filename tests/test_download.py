@@ -399,6 +399,12 @@ def test_mnist_idx_to_png_with_publisher_style_checksums(server, tmp_path):
     with Image.open(tmp_path / "mnist" / "3" / "test-00003.png") as image:
         assert image.mode == "L" and image.size == (28, 28)
     assert len((tmp_path / "mnist" / "testing_list.txt").read_text().split()) == 10
+    samples = dataclasses.replace(source, convert=source.convert_samples)  # what `--samples` writes
+    download_dataset(samples, tmp_path / "samples", base_url=server.url, limit_per_class=2, progress=False)
+    assert sorted(path.name for path in (tmp_path / "samples" / "mnist" / "3").iterdir()) == [
+        "train-00003.png",
+        "train-00013.png",
+    ]  # digits the shipped bundle, trained on MNIST's test set, never saw
 
 
 def test_the_real_mnist_checksums_reject_other_files(server, tmp_path):

@@ -1,4 +1,5 @@
-"""`python -m app train` options as the shipped recipes use them, turned into configs and serving views."""
+"""`python -m app` options: the shipped recipes' turned into configs and serving views, and bad ones refused in
+one line before anything is written (run in-process, so these checks stay fast)."""
 
 from __future__ import annotations
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from app.paths import DOWNLOADED_SAMPLES_DIR, MODELS_DIR
+from app.staging import replace_when_complete
 
 REPLACE_HELP = "rewrite OUT_DIR if an earlier run of this command made it (it holds a .onepipe-data file naming it)"
 _DOWNLOAD_EPILOG = f"""\
@@ -150,16 +149,8 @@ def _dataset_folder(out_dir: Path, replace: bool, command: str, extension: str) 
                 f"{out_dir} holds more than class folders of {extension} files (e.g. {added[0]}); --replace "
                 "rewrites only what this command made, so nothing was deleted"
             )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with replace_when_complete(out_dir, (MADE_BY_FILE, command)) as staging:
         yield staging
-        (staging / MADE_BY_FILE).write_text(f"{command}\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.replace(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _synth_speech(args: argparse.Namespace) -> int:

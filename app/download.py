@@ -45,6 +45,7 @@ from app.archives import ARCHIVE_READ_ERRORS, DamagedArchiveError, iter_archive
 from app.errors import DatasetError, InputError
 from app.fetch import BASE_URL_VARIABLE, fetch
 from app.paths import DOWNLOADED_SAMPLES_DIR
+from app.staging import replace_when_complete
 
 DEFAULT_DIR = DOWNLOADED_SAMPLES_DIR.parent  # PROJECT_ROOT/data
 CACHE_FOLDER = ".downloads"  # archives and .part files, under the download dir
@@ -424,10 +425,7 @@ def download_dataset(
         )
         for remote in source.files
     ]
-    staging = target.parent / f".{target.name}.partial"  # beside the target, so the final rename stays on one disk
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with replace_when_complete(target, (MARKER_FILE, source.name)) as staging:
         try:
             counts = source.convert(paths, staging, limit_per_class)
         except (DamagedArchiveError, *ARCHIVE_READ_ERRORS) as error:  # members are read outside iter_archive
@@ -439,12 +437,6 @@ def download_dataset(
             ) from None
         if not counts:
             raise DatasetError(f"{', '.join(path.name for path in paths)} held no files of {source.name}'s layout")
-        (staging / MARKER_FILE).write_text(f"{source.name}\n")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.replace(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if not keep_archives:
         for path in paths:
             path.unlink(missing_ok=True)

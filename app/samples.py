@@ -17,7 +17,6 @@ Only bundle folders that already exist get samples. Example:
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from app import synth
 from app.digits import center_in_frame, digit_image
 from app.paths import MODELS_DIR, SAMPLES_FOLDER
+from app.staging import replace_when_complete
 
 SPEECH_COMMANDS_LABELS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN_WORDS = (
@@ -173,12 +173,6 @@ def write_samples(models_dir: str | Path = MODELS_DIR, per_class: int = 4, seed:
         bundle_dir = Path(models_dir) / bundle
         if not bundle_dir.is_dir():
             continue
-        staging = bundle_dir / f".{SAMPLES_FOLDER}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with replace_when_complete(bundle_dir / SAMPLES_FOLDER) as staging:
             written[bundle] = make(staging, per_class, seed)
-            shutil.rmtree(bundle_dir / SAMPLES_FOLDER, ignore_errors=True)
-            staging.replace(bundle_dir / SAMPLES_FOLDER)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return written

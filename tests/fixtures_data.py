@@ -66,3 +66,15 @@ def make_shape_dataset(root: Path, per_class: int = 24) -> Path:
         for n in range(per_class):
             shape_image(name, seed=class_index * 1000 + n).save(folder / f"{name}_{n}.png")
     return root
+
+
+def data_command(*argv: object) -> int:
+    """`python -m app data ARGV…` through the data CLI's own parser, in this process; its exit code."""
+    import argparse
+
+    from app.data_cli import register
+
+    parser = argparse.ArgumentParser(prog="onepipe")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", *map(str, argv)])
+    return args.func(args)

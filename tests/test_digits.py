@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_data import data_command
 from PIL import Image
 from scipy import ndimage
 
-from app.data_cli import register
 from app.digits import center_in_frame, digit_image, write_digits
 from app.errors import DatasetError
 
@@ -45,21 +44,14 @@ def test_write_digits_with_limit(tmp_path):
 
 
 def test_cli_digits(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="onepipe")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["data", "digits", str(tmp_path / "digits"), "--limit-per-class", "2"])
-    assert args.func(args) == 0
+    assert data_command("digits", tmp_path / "digits", "--limit-per-class", "2") == 0
     assert len(list((tmp_path / "digits").glob("*/*.png"))) == 20
     assert "wrote 20 files" in capsys.readouterr().out
 
 
 def test_replace_rewrites_only_a_folder_this_command_made(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="onepipe")
-    register(parser.add_subparsers(dest="command"))
-
     def run(out: Path, *options: str) -> int:
-        args = parser.parse_args(["data", "digits", str(out), "--limit-per-class", "1", *options])
-        return args.func(args)
+        return data_command("digits", out, "--limit-per-class", "1", *options)
 
     mine = tmp_path / "mine"  # the user's own class folders of PNGs: never deleted
     for name in ("cat", "dog"):

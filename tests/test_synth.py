@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_data import data_command
 from scipy.io import wavfile
 
 from app import synth
-from app.data_cli import register
 from app.errors import DatasetError, InputError
 
 
@@ -103,34 +102,14 @@ def test_change_rate_and_speed():
 
 
 def test_cli_synth_speech(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="onepipe")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        [
-            "data",
-            "synth-speech",
-            str(tmp_path),
-            "--words",
-            "left",
-            "right",
-            "--per-class",
-            "2",
-            "--silence",
-            "1",
-        ]
-    )
-    assert args.func(args) == 0
+    assert data_command("synth-speech", tmp_path, "--words", "left", "right", "--per-class", 2, "--silence", 1) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == [".onepipe-data", "_silence_", "left", "right"]
     assert "wrote 5 files" in capsys.readouterr().out
 
 
 def test_cli_synth_speech_never_mixes_runs_and_replaces_only_its_own_output(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="onepipe")
-    register(parser.add_subparsers(dest="command"))
-
     def run(*options: str) -> int:
-        args = parser.parse_args(["data", "synth-speech", str(tmp_path / "out"), "--words", "yes", *options])
-        return args.func(args)
+        return data_command("synth-speech", tmp_path / "out", "--words", "yes", *options)
 
     assert run("--per-class", "3") == 0
     with pytest.raises(DatasetError, match="not empty"):
@@ -144,12 +123,8 @@ def test_cli_synth_speech_never_mixes_runs_and_replaces_only_its_own_output(tmp_
 
 
 def test_a_replace_that_fails_keeps_the_earlier_dataset(tmp_path):
-    parser = argparse.ArgumentParser(prog="onepipe")
-    register(parser.add_subparsers(dest="command"))
-
     def run(*options: str) -> int:
-        args = parser.parse_args(["data", "synth-speech", str(tmp_path / "out"), "--per-class", "2", *options])
-        return args.func(args)
+        return data_command("synth-speech", tmp_path / "out", "--per-class", "2", *options)
 
     assert run("--words", "yes") == 0
     before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))

@@ -303,26 +303,6 @@ def log_mel_spectrogram(waveforms: np.ndarray, config: AudioConfig, chunk_size: 
     return output[0] if single else output
 
 
-# A trained audio bundle also hears its input this much earlier and later, and averages the answers.
-SERVING_TIME_SHIFTS_MS = (-100, -50, 50, 100)
-
-
-def serving_time_shifts(config: AudioConfig) -> list[int]:
-    """SERVING_TIME_SHIFTS_MS in spectrogram frames of `config`."""
-    return [int(round(ms / 1000 * config.sample_rate / config.hop_length)) for ms in SERVING_TIME_SHIFTS_MS]
-
-
-def shift_frames(spectrograms: np.ndarray, shift: int, floor_db: float) -> np.ndarray:
-    """A copy of (batch, time, n_mels[, 1]) spectrograms moved `shift` frames later (earlier if negative);
-    the frames left empty are set to floor_db (silence)."""
-    shifted = np.roll(spectrograms, shift, axis=1)
-    if shift > 0:
-        shifted[:, :shift] = floor_db
-    elif shift < 0:
-        shifted[:, shift:] = floor_db
-    return shifted
-
-
 def load_waveform(source: AudioSource | np.ndarray, config: AudioConfig) -> np.ndarray:
     """A mono float32 waveform (samples,) at `config.sample_rate` from a file, bytes or an array
     (arrays are taken to be at `config.sample_rate` already)."""

@@ -233,23 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=_positive_int, default=5)
     predict.set_defaults(func=_predict)
 
-    try:
-        from app import data_cli
-    except ImportError:  # the data commands are optional in a partial checkout
-        data_cli = None
-    if data_cli is not None:
-        data_cli.register(commands)
+    from app.datasets import cli as data_cli
+
+    data_cli.register(commands)
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
-    from app.train import train
+    from app.training.train import train
 
     if args.extra_folder_classes and not args.extra_train_data:
         raise InputError("--extra-folder-classes names folders of the extra training data; add --extra-train-data DIR")
     dataset = None  # scanned here only when an option depends on what DATA_DIR holds
     if _kind_options_given(args) or _image_options_given(args):
-        from app.data import find_dataset
+        from app.class_folders import find_dataset
 
         dataset = find_dataset(args.data_dir, args.kind)
         _check_options_fit_the_data(args, dataset.kind)
@@ -311,7 +308,7 @@ def _check_options_fit_the_data(args: argparse.Namespace, kind: str) -> None:
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig that `train`'s options ask for: the defaults, with every option given replacing its field."""
-    from app.train import train_config_with
+    from app.training.train import train_config_with
 
     return train_config_with(
         epochs=args.epochs,
@@ -368,8 +365,8 @@ def preprocessing_from_args(args: argparse.Namespace, dataset=None) -> AudioConf
             options.update(f_max=min(7600.0, rate * 0.475))
         preprocessing = _config(AudioConfig, options)
     if _image_options_given(args):
-        from app.data import find_dataset
-        from app.train import infer_image_config
+        from app.class_folders import find_dataset
+        from app.training.train import infer_image_config
 
         dataset = dataset or find_dataset(args.data_dir, args.kind)
         inferred = infer_image_config(dataset).__dict__ if dataset.kind == "image" else {}

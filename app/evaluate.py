@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.data import find_dataset
+from app.class_folders import find_dataset
 from app.errors import DatasetError
 from app.features import extract_features
 from app.predict import Predictor

@@ -197,19 +197,3 @@ def _center_content(image: Image.Image, image_size: tuple[int, int]) -> Image.Im
     canvas = Image.new("L", (width, height), 0)
     canvas.paste(strokes, (left, top))
     return canvas if image.mode == "L" else canvas.convert(image.mode)
-
-
-def serving_pixel_shifts(config: ImageConfig) -> list[list[int]]:
-    """[dy, dx] moves whose answers a trained image bundle averages with the unmoved image's: 1/16 of the
-    smaller side up, down, left, right and diagonally (the 3 × 3 grid around the image)."""
-    step = max(1, round(min(config.image_size) / 16))
-    return [[step, 0], [-step, 0], [0, step], [0, -step], [step, step], [step, -step], [-step, step], [-step, -step]]
-
-
-def translate_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """(batch, height, width, channels) images moved dy pixels down and dx right; edge pixels repeat into
-    the gap, as in the training jitter."""
-    height, width = images.shape[1], images.shape[2]
-    padded = np.pad(images, ((0, 0), (abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
-    top, left = abs(dy) - dy, abs(dx) - dx
-    return padded[:, top : top + height, left : left + width]

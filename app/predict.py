@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from app.audio import fit_window, load_waveform, log_mel_spectrogram, shift_frames
+from app.audio import fit_window, load_waveform, log_mel_spectrogram
 from app.bundle import read_metadata, verify_file
 from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
 from app.errors import BundleError, InputError
-from app.images import load_image, translate_images
+from app.images import load_image
 from app.paths import SAMPLES_FOLDER, TFLITE_FILE
+from app.views import input_views
 
 SILENCE_PEAK = 1e-4  # a recording whose loudest sample is below this is treated as no sound at all
 
@@ -116,15 +117,3 @@ class Predictor:
     def __call__(self, source: Any, top_k: int = 5) -> list[dict[str, Any]]:
         """Predict one input: a path, bytes, or an array (audio waveform at the bundle's rate, or an image)."""
         return self.postprocess(self.predict_features(self.preprocess(source)), top_k)
-
-
-def input_views(batch: np.ndarray, serving: dict[str, Any], floor_db: float = 0.0) -> list[np.ndarray]:
-    """The (batch, *input_shape) inputs whose answers a bundle averages, as its metadata's "serving" says:
-    the batch; audio moved by each of "time_shift_frames" (gaps at floor_db); images moved by each [dy, dx]
-    of "pixel_shifts"; and with "average_mirrored", the mirror image of each of those."""
-    views = [batch]
-    views += [shift_frames(batch, shift, floor_db) for shift in serving.get("time_shift_frames", []) if shift]
-    views += [translate_images(batch, dy, dx) for dy, dx in serving.get("pixel_shifts", [])]
-    if serving.get("average_mirrored"):
-        views += [view[:, :, ::-1] for view in views]
-    return views

@@ -4,7 +4,7 @@ Each bundle is evaluated with `app.evaluate.evaluate_bundle` (the LiteRT model o
 preprocessing) on DATA_ROOT/<folder>; bundles or folders that do not exist are skipped (said on stderr).
 
 By default every file of the folder counts. `--held-out` keeps only the files the bundle did not train
-on: its validation and test split of that folder, recomputed with `app.data.split_dataset` from the
+on: its validation and test split of that folder, recomputed with `app.class_folders.split_dataset` from the
 bundle's metadata (training config: validation/test percent and split salt; group_pattern). `--split`
 chooses another part, and `--salt`, `--validation-percent`, `--test-percent`, `--group-pattern`
 override the metadata's values. The split is only honest when DATA_ROOT/<folder> holds the data the
@@ -37,14 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from app.audio import decode_audio
-from app.augment import encode_webm_opus
 from app.bundle import read_metadata
+from app.class_folders import find_dataset, split_dataset
 from app.config import train_config_from_dict
-from app.data import find_dataset, split_dataset
 from app.errors import OnePipeError
 from app.evaluate import evaluate_bundle
 from app.noise import BROADBAND_KINDS, make_noise
 from app.predict import Predictor
+from app.training.augment import encode_webm_opus
 
 # bundle name under --models-dir → folder name under DATA_ROOT
 BUNDLE_FOLDERS = {

@@ -4,7 +4,7 @@ For each data set (a generated audio set and a generated image set, or DATA_DIR)
 extracted once into a temporary cache and read back from it, then the same model is trained for a few
 epochs three ways in the same run:
 
-- project:            app.train's PyDataset with its augmentation (SpecAugment / image shifts), as `train` does;
+- project:            the training PyDataset with its augmentation (SpecAugment / image shifts), as `train` does;
 - project_no_augment: the same PyDataset with augmentation off (cost of the batch pipeline alone);
 - reference_tf_data:  tf.data from the in-memory arrays (shuffle, batch, prefetch), no augmentation.
 
@@ -36,8 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from app.class_folders import find_dataset
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
-from app.data import find_dataset
 from app.features import extract_features
 
 VARIANTS = ("project", "project_no_augment", "reference_tf_data")
@@ -94,7 +94,7 @@ def cached_features(
     data_dir: Path, cache_dir: Path, max_samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, AudioConfig | ImageConfig, dict[str, Any]]:
     """Features of (a random subset of) a data set, extracted once and then read back from the cache."""
-    from app.train import infer_image_config
+    from app.training.train import infer_image_config
 
     dataset = find_dataset(data_dir)
     preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
@@ -159,7 +159,7 @@ def train_variant(
     import tensorflow as tf
 
     from app.model import build_model
-    from app.train import _as_model_input, _Batches, _compile
+    from app.training.train import _as_model_input, _Batches, _compile
 
     keras.utils.set_random_seed(train_config.seed)
     model_input = _as_model_input(features[:1])

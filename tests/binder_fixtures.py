@@ -175,7 +175,7 @@ def serve_files(folder: Path) -> Iterator[tuple[str, list[str]]]:
 
 
 # A fixture archive cannot have CIFAR-10's published MD5, so for postBuild only, a sitecustomize
-# drops that one checksum when app.download is imported. Everything else runs as shipped.
+# drops that one checksum when app.datasets.download is imported. Everything else runs as shipped.
 CHECKSUM_SHIM = """\
 import dataclasses
 import importlib.machinery
@@ -185,7 +185,7 @@ import sys
 class _FixtureCifarChecksum:
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name != "app.download":
+        if name != "app.datasets.download":
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         execute = spec.loader.exec_module

@@ -42,7 +42,7 @@ def shape_dataset(tmp_path_factory) -> Path:
 def trained_models(tmp_path_factory, tone_dataset, shape_dataset) -> Path:
     """A models folder with a tiny audio bundle `tones` and image bundle `shapes` (a few epochs)."""
     from app.config import TrainConfig
-    from app.train import train
+    from app.training.train import train
 
     models = tmp_path_factory.mktemp("models")
     recipe = TrainConfig(epochs=6, batch_size=16, augment_copies=1, patience=6, learning_rate=3e-3)

@@ -72,7 +72,7 @@ def data_command(*argv: object) -> int:
     """`python -m app data ARGV…` through the data CLI's own parser, in this process; its exit code."""
     import argparse
 
-    from app.data_cli import register
+    from app.datasets.cli import register
 
     parser = argparse.ArgumentParser(prog="onepipe")
     register(parser.add_subparsers(dest="command"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from fixtures_data import tone
 
-from app.audio import audio_features, hertz_to_mel, shift_frames
-from app.augment import (
+from app.audio import audio_features, hertz_to_mel
+from app.config import AudioConfig
+from app.training.augment import (
     erase_patches,
     jitter_images,
     mix_up,
@@ -15,7 +16,7 @@ from app.augment import (
     warp_frequencies,
     waveform_variant,
 )
-from app.config import AudioConfig
+from app.views import shift_frames
 
 CONFIG = AudioConfig()
 

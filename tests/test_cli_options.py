@@ -43,7 +43,7 @@ def test_options_that_do_not_fit_together_say_so():
 
 
 def test_the_views_a_bundle_averages_follow_its_training_augmentation(shape_dataset):
-    from app.train import serving_views
+    from app.views import serving_views
 
     audio = preprocessing_for("--sample-rate", "8000")
     image = preprocessing_for("--image-size", "48x48", data=shape_dataset)

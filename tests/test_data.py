@@ -9,7 +9,7 @@ import pytest
 from fixtures_data import tone, write_wav
 from PIL import Image
 
-from app.data import find_dataset, speaker_key, split_dataset, which_set
+from app.class_folders import find_dataset, speaker_key, split_dataset, which_set
 from app.errors import DatasetError
 
 
@@ -191,7 +191,7 @@ def test_named_speakers_are_held_out_whole_and_everyone_else_trains(tmp_path):
 
 
 def test_silence_clips_of_the_training_split_become_background_noise(tmp_path):
-    from app.train import silence_training_files
+    from app.training.train import silence_training_files
 
     for name in ("_silence_", "yes"):
         for n in range(4):

@@ -10,7 +10,7 @@ from fixtures_data import data_command
 from PIL import Image
 from scipy import ndimage
 
-from app.digits import center_in_frame, digit_image, write_digits
+from app.datasets.digits import center_in_frame, digit_image, write_digits
 from app.errors import DatasetError
 
 

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import data_cli, download
-from app.archives import iter_archive
-from app.download import DATASETS, download_dataset, read_idx
+from app.datasets import cli as data_cli
+from app.datasets import download
+from app.datasets.archives import iter_archive
+from app.datasets.download import DATASETS, download_dataset, read_idx
+from app.datasets.fetch import fetch
 from app.errors import DatasetError, InputError
-from app.fetch import fetch
 
 # ---------------------------------------------------------------------------------------------
 # A tiny file server with Range and If-Range support and a switch to drop connections half-way

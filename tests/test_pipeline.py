@@ -13,7 +13,8 @@ import pytest
 
 from app.bundle import read_metadata
 from app.errors import BundleError
-from app.predict import Predictor, input_views
+from app.predict import Predictor
+from app.views import input_views
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
 
 
 def test_named_speakers_held_out_and_averaged_weights_through_the_cli(tmp_path, tone_dataset):
-    from app.data import speaker_key
+    from app.class_folders import speaker_key
 
     speakers = sorted({speaker_key(path) for path in tone_dataset.glob("*/*.wav")})
     bundle = tmp_path / "tones"
@@ -233,7 +234,7 @@ def test_cli_predict_reports_an_unexpected_error_and_goes_on(trained_models, ton
 def test_training_refuses_bad_targets_and_extra_data_before_it_trains(tmp_path, shape_dataset):
     from app.config import TrainConfig
     from app.errors import DatasetError, InputError
-    from app.train import train
+    from app.training.train import train
 
     data = tmp_path / "data"
     (data / "a").mkdir(parents=True)
@@ -295,7 +296,7 @@ def _copy_with_serving(source: Path, target: Path, **serving) -> Predictor:
 
 def test_an_image_bundle_averages_moved_and_mirrored_views(tmp_path, trained_models, shape_dataset):
     """Trained with jitter, an image bundle also sees its input moved 1/16 of its size; with flips, mirrored too."""
-    from app.images import translate_images
+    from app.views import translate_images
 
     moved = Predictor.load(trained_models / "shapes")
     step = round(min(moved.config.image_size) / 16)
@@ -320,7 +321,7 @@ def test_an_image_bundle_averages_moved_and_mirrored_views(tmp_path, trained_mod
 
 def test_an_audio_bundle_averages_its_input_shifted_in_time(tmp_path, trained_models, tone_dataset):
     """Trained with time-shift augmentation, an audio bundle also hears its input 50 and 100 ms earlier and later."""
-    from app.audio import shift_frames
+    from app.views import shift_frames
 
     shifting = Predictor.load(trained_models / "tones")
     assert shifting.serving["time_shift_frames"] == [-10, -5, 5, 10]  # 10 ms frames

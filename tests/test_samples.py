@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 from scipy.io import wavfile
 
-from app.data_cli import register
-from app.samples import font_digit, write_samples
+from app.datasets.cli import register
+from app.datasets.samples import font_digit, write_samples
 
 SPEECH_COMMANDS_CLASSES = {
     "yes",

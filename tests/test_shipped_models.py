@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from app import synth
-from app.augment import encode_webm_opus
 from app.bundle import read_metadata
+from app.datasets import synth
 from app.errors import InputError
 from app.paths import PROJECT_ROOT
 from app.predict import Predictor
+from app.training.augment import encode_webm_opus
 
 MODELS = PROJECT_ROOT / "models"
 SHIPPED = {

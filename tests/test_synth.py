@@ -10,7 +10,7 @@ import pytest
 from fixtures_data import data_command
 from scipy.io import wavfile
 
-from app import synth
+from app.datasets import synth
 from app.errors import DatasetError, InputError
 
 

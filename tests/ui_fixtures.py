@@ -39,7 +39,7 @@ def ui_models(tmp_path_factory, trained_models, tone_dataset, shape_dataset) -> 
 
 def webm_opus(waveform: np.ndarray, sample_rate: int = 16000) -> bytes:
     """A mono float waveform encoded as WebM/Opus at 48 kHz, as a browser's MediaRecorder sends it."""
-    from app.augment import encode_webm_opus
+    from app.training.augment import encode_webm_opus
 
     return encode_webm_opus(waveform, sample_rate)
 

@@ -100,7 +100,7 @@ def sample_files(info: BundleInfo) -> dict[str, list[Path]]:
 
 def no_samples_hint(bundle_name: str) -> str:
     """How to get example files (HTML) for a bundle that has none."""
-    from app.download import DATASETS
+    from app.datasets.download import DATASETS
 
     dataset = next((name for name, source in DATASETS.items() if source.bundle == bundle_name), None)
     download = (

@@ -154,7 +154,7 @@ def _dataset_folder(out_dir: Path, replace: bool, command: str, extension: str) 
 
 
 def _synth_speech(args: argparse.Namespace) -> int:
-    from app.synth import SPEECH_COMMANDS_WORDS, synthesize_dataset
+    from app.datasets.synth import SPEECH_COMMANDS_WORDS, synthesize_dataset
 
     with _dataset_folder(args.out_dir, args.replace, "synth-speech", ".wav") as staging:
         counts = synthesize_dataset(
@@ -169,7 +169,7 @@ def _synth_speech(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from app.download import DEFAULT_DIR, download_dataset, download_samples, resolve_source
+    from app.datasets.download import DEFAULT_DIR, download_dataset, download_samples, resolve_source
 
     source = resolve_source(args.name)
     if args.samples:
@@ -196,7 +196,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _digits(args: argparse.Namespace) -> int:
-    from app.digits import write_digits
+    from app.datasets.digits import write_digits
     from app.errors import InputError
 
     if args.limit_per_class is not None and args.limit_per_class < 1:
@@ -208,8 +208,8 @@ def _digits(args: argparse.Namespace) -> int:
 
 
 def _samples(args: argparse.Namespace) -> int:
+    from app.datasets.samples import write_samples
     from app.errors import InputError
-    from app.samples import write_samples
 
     if args.per_class < 1:
         raise InputError(f"received --per-class {args.per_class}; expected a positive number")

@@ -10,7 +10,7 @@
   app.paths.DOWNLOADED_SAMPLES_DIR/cifar10/<class>/, where the dashboard looks.
 
 Only bundle folders that already exist get samples. Example:
-    >>> from app.samples import write_samples
+    >>> from app.datasets.samples import write_samples
     >>> write_samples()  # doctest: +SKIP
     {'mnist': {'0': 4, ...}, 'speech-commands': {...}, 'spoken-digits': {...}}
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from app import synth
-from app.digits import center_in_frame, digit_image
+from app.datasets import synth
+from app.datasets.digits import center_in_frame, digit_image
 from app.paths import MODELS_DIR, SAMPLES_FOLDER
 from app.staging import replace_when_complete
 

@@ -1,7 +1,7 @@
 """Download public datasets and convert them to the class-folder layout `<dir>/<name>/<class>/<file>`.
 
-Downloads (app.fetch) show a progress bar, resume after an interruption and are checked against the
-publisher's checksum where one is published; archives are read member by member (app.archives),
+Downloads (app.datasets.fetch) show a progress bar, resume after an interruption and are checked against the
+publisher's checksum where one is published; archives are read member by member (app.datasets.archives),
 refusing any member whose path or link would leave the target folder.
 
 | name | source | classes |
@@ -18,7 +18,7 @@ name the official held-out files. Set `ONEPIPE_DOWNLOAD_BASE_URL` to fetch every
 mirror instead (the tests point it at a local server).
 
 Example:
-    >>> from app.download import download_dataset
+    >>> from app.datasets.download import download_dataset
     >>> download_dataset("fsdd", "data")  # doctest: +SKIP
     {'0': 300, '1': 300, ...}
 """
@@ -41,9 +41,9 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from app.archives import ARCHIVE_READ_ERRORS, DamagedArchiveError, iter_archive
+from app.datasets.archives import ARCHIVE_READ_ERRORS, DamagedArchiveError, iter_archive
+from app.datasets.fetch import BASE_URL_VARIABLE, fetch
 from app.errors import DatasetError, InputError
-from app.fetch import BASE_URL_VARIABLE, fetch
 from app.paths import DOWNLOADED_SAMPLES_DIR
 from app.staging import replace_when_complete
 

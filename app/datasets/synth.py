@@ -9,7 +9,7 @@ hashes the part before `_nohash_` keeps each synthetic speaker on one side, as i
 eSpeak NG is not thread-safe: one engine per process, used under a lock, clips made one by one.
 
 Example:
-    >>> from app.synth import synthesize_dataset
+    >>> from app.datasets.synth import synthesize_dataset
     >>> synthesize_dataset("data/synthetic", words=["yes", "no"], per_class=10, seed=0)  # doctest: +SKIP
     {'yes': 10, 'no': 10}
 """

@@ -7,7 +7,7 @@ file keeps its set as the dataset grows. `validation_list.txt` and `testing_list
 set; a set without a list is still drawn by the hash from the unlisted files.
 
 Example:
-    >>> from app.data import find_dataset
+    >>> from app.class_folders import find_dataset
     >>> dataset = find_dataset("data/speech_commands")  # doctest: +SKIP
     >>> dataset.class_names[:3], dataset.kind  # doctest: +SKIP
     (['_silence_', '_unknown_', 'down'], 'audio')

@@ -15,9 +15,10 @@ import numpy as np
 import scipy.ndimage
 import scipy.signal
 
-from app.audio import fit_window, hertz_to_mel, mel_to_hertz, shift_frames
+from app.audio import fit_window, hertz_to_mel, mel_to_hertz
 from app.config import AudioConfig
 from app.noise import BROADBAND_KINDS, add_at_snr, make_noise
+from app.views import shift_frames
 
 OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
 

@@ -1,7 +1,7 @@
 """Training: a class-folder dataset in, a bundle out (model.keras, model.tflite, metadata.json, report.png).
 
 Example:
-    >>> from app.train import train
+    >>> from app.training.train import train
     >>> train("data/fsdd", "models/my-digits", group_pattern=r"^[^_]+_([^_]+)_")  # doctest: +SKIP
 """
 
@@ -20,8 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from app.audio import decode_audio, log_mel_spectrogram, serving_time_shifts
-from app.augment import (
+from app.audio import decode_audio, log_mel_spectrogram
+from app.bundle import FORMAT_VERSION, check_bundle_target, write_bundle
+from app.class_folders import Dataset, find_dataset, speaker_key, split_dataset
+from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
+from app.errors import DatasetError, InputError
+from app.evaluate import metrics_from_predictions
+from app.features import Extraction, extract_features, feature_shape, load_examples
+from app.model import MIN_INPUT_SIZE, build_model, to_tflite
+from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
+from app.report import plot_report
+from app.training.augment import (
     erase_patches,
     jitter_images,
     mix_up,
@@ -30,17 +39,7 @@ from app.augment import (
     warp_frequencies,
     waveform_variant,
 )
-from app.bundle import FORMAT_VERSION, check_bundle_target, write_bundle
-from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
-from app.data import Dataset, find_dataset, speaker_key, split_dataset
-from app.errors import DatasetError, InputError
-from app.evaluate import metrics_from_predictions
-from app.features import Extraction, extract_features, feature_shape, load_examples
-from app.images import serving_pixel_shifts
-from app.model import MIN_INPUT_SIZE, build_model, to_tflite
-from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
-from app.predict import input_views
-from app.report import plot_report
+from app.views import input_views, serving_views
 
 
 def infer_image_config(dataset: Dataset, sample_count: int = 64) -> ImageConfig:
@@ -480,19 +479,6 @@ def _fit(
         )
         model.load_weights(checkpoint)
     return history.history
-
-
-def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainConfig) -> dict[str, Any]:
-    """The bundle's `serving` metadata: which views of an input are averaged, all within the training
-    augmentation. An audio clip shifted in time (training shifts spectrograms by up to a tenth of the
-    window); an image moved a few pixels, and both its mirrors when trained on mirrors."""
-    augmented = train_config.augment
-    audio = isinstance(preprocessing, AudioConfig)
-    return {
-        "average_mirrored": not audio and augmented and train_config.horizontal_flip,
-        "time_shift_frames": serving_time_shifts(preprocessing) if audio and augmented else [],
-        "pixel_shifts": serving_pixel_shifts(preprocessing) if not audio and augmented else [],
-    }
 
 
 def _compile(model, train_config: TrainConfig, steps: int):

@@ -5,7 +5,7 @@ Handwritten Digits"). Each becomes a 28×28 PNG drawn as MNIST draws its digits:
 a dark background, the digit scaled into a 20×20 box and its centre of mass at the image centre.
 
 Example:
-    >>> from app.digits import write_digits
+    >>> from app.datasets.digits import write_digits
     >>> write_digits("data/digits")  # doctest: +SKIP
     {'0': 178, '1': 182, ...}
 """

@@ -1,0 +1,83 @@
+"""Test-time views: the moved (and mirrored) copies of an input whose answers a trained bundle averages.
+
+Training records which views to average in the bundle's `serving` metadata (`serving_views`); serving
+builds them from a batch of model inputs (`input_views`). Every view stays within the training augmentation.
+
+Example:
+    >>> import numpy as np
+    >>> from app.config import ImageConfig
+    >>> serving_pixel_shifts(ImageConfig(image_size=(32, 32)))[:2]
+    [[2, 0], [-2, 0]]
+    >>> images = np.zeros((1, 32, 32, 3), np.float32)
+    >>> len(input_views(images, {"pixel_shifts": [[2, 0]], "average_mirrored": True}))
+    4
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.config import AudioConfig, ImageConfig, TrainConfig
+
+
+def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainConfig) -> dict[str, Any]:
+    """The bundle's `serving` metadata: which views of an input are averaged, all within the training
+    augmentation. An audio clip shifted in time (training shifts spectrograms by up to a tenth of the
+    window); an image moved a few pixels, and both its mirrors when trained on mirrors."""
+    augmented = train_config.augment
+    audio = isinstance(preprocessing, AudioConfig)
+    return {
+        "average_mirrored": not audio and augmented and train_config.horizontal_flip,
+        "time_shift_frames": serving_time_shifts(preprocessing) if audio and augmented else [],
+        "pixel_shifts": serving_pixel_shifts(preprocessing) if not audio and augmented else [],
+    }
+
+
+# A trained audio bundle also hears its input this much earlier and later, and averages the answers.
+SERVING_TIME_SHIFTS_MS = (-100, -50, 50, 100)
+
+
+def serving_time_shifts(config: AudioConfig) -> list[int]:
+    """SERVING_TIME_SHIFTS_MS in spectrogram frames of `config`."""
+    return [int(round(ms / 1000 * config.sample_rate / config.hop_length)) for ms in SERVING_TIME_SHIFTS_MS]
+
+
+def shift_frames(spectrograms: np.ndarray, shift: int, floor_db: float) -> np.ndarray:
+    """A copy of (batch, time, n_mels[, 1]) spectrograms moved `shift` frames later (earlier if negative);
+    the frames left empty are set to floor_db (silence)."""
+    shifted = np.roll(spectrograms, shift, axis=1)
+    if shift > 0:
+        shifted[:, :shift] = floor_db
+    elif shift < 0:
+        shifted[:, shift:] = floor_db
+    return shifted
+
+
+def serving_pixel_shifts(config: ImageConfig) -> list[list[int]]:
+    """[dy, dx] moves whose answers a trained image bundle averages with the unmoved image's: 1/16 of the
+    smaller side up, down, left, right and diagonally (the 3 × 3 grid around the image)."""
+    step = max(1, round(min(config.image_size) / 16))
+    return [[step, 0], [-step, 0], [0, step], [0, -step], [step, step], [step, -step], [-step, step], [-step, -step]]
+
+
+def translate_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(batch, height, width, channels) images moved dy pixels down and dx right; edge pixels repeat into
+    the gap, as in the training jitter."""
+    height, width = images.shape[1], images.shape[2]
+    padded = np.pad(images, ((0, 0), (abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
+    top, left = abs(dy) - dy, abs(dx) - dx
+    return padded[:, top : top + height, left : left + width]
+
+
+def input_views(batch: np.ndarray, serving: dict[str, Any], floor_db: float = 0.0) -> list[np.ndarray]:
+    """The (batch, *input_shape) inputs whose answers a bundle averages, as its metadata's "serving" says:
+    the batch; audio moved by each of "time_shift_frames" (gaps at floor_db); images moved by each [dy, dx]
+    of "pixel_shifts"; and with "average_mirrored", the mirror image of each of those."""
+    views = [batch]
+    views += [shift_frames(batch, shift, floor_db) for shift in serving.get("time_shift_frames", []) if shift]
+    views += [translate_images(batch, dy, dx) for dy, dx in serving.get("pixel_shifts", [])]
+    if serving.get("average_mirrored"):
+        views += [view[:, :, ::-1] for view in views]
+    return views

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8866
 
-.PHONY: install run test test-fast lint format chromium benchmarks models clean
+.PHONY: install run test test-fast lint format chromium benchmarks models models-data binder-badge clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: install
+	@echo "OnePipe dashboard: open http://localhost:$(PORT)/ (ready in a few seconds); Ctrl-C to stop"
 	$(BIN)/voila notebooks/app.ipynb --port=$(PORT)
 
 # Debian's Chromium for the browser tests (never a downloaded browser build).
@@ -50,16 +51,33 @@ benchmarks: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
 
+# Point the README's Binder badge at the published repository: make binder-badge REPO=owner/name
+# (default: the GitHub owner/name of the `origin` remote).
+REPO ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's#\.git$$##; s#^.*github\.com[:/]##')
+binder-badge:
+	@echo "$(REPO)" | grep -Eq '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$$' || \
+		{ echo "make binder-badge needs REPO=owner/name (the GitHub repository), e.g. REPO=jane/onepipe" >&2; exit 2; }
+	sed -i.bak -E 's#(mybinder\.org/v2/gh/)[^/]+/[^/]+/#\1$(REPO)/#' README.md && rm -f README.md.bak
+	@grep -o 'mybinder\.org/v2/gh/[^)]*' README.md
+
 # Rebuild the four shipped bundles and their samples (the exact commands of models/README.md). Three are
 # final models trained on every file; models/README.md also gives the commands that measured their recipes.
-# DATA holds speech_commands/, fsdd/, mnist/, cifar10/ in the class-folder layout; each can be named on its
-# own, e.g. SPEECH_COMMANDS=data/speech-commands-test as `python -m app data download` names it.
-DATA ?= ../shared/data
-SPEECH_COMMANDS ?= $(DATA)/speech_commands
-FSDD ?= $(DATA)/fsdd
-MNIST ?= $(DATA)/mnist
-CIFAR10 ?= $(DATA)/cifar10
-models: install
+# DATA (no default) holds speech_commands/, fsdd/, mnist/, cifar10/ in the class-folder layout; each can be
+# named on its own, e.g. SPEECH_COMMANDS=data/speech-commands-test as `python -m app data download` names it.
+DATA ?=
+SPEECH_COMMANDS ?= $(if $(DATA),$(DATA)/speech_commands)
+FSDD ?= $(if $(DATA),$(DATA)/fsdd)
+MNIST ?= $(if $(DATA),$(DATA)/mnist)
+CIFAR10 ?= $(if $(DATA),$(DATA)/cifar10)
+models-data:
+	@for pair in "SPEECH_COMMANDS=$(SPEECH_COMMANDS)" "FSDD=$(FSDD)" "MNIST=$(MNIST)" "CIFAR10=$(CIFAR10)"; do \
+		folder="$${pair#*=}"; if [ -z "$$folder" ] || [ ! -d "$$folder" ]; then \
+			echo "make models: $${pair%%=*} is $${folder:-not set}; expected a class-folder dataset." >&2; \
+			echo "Pass DATA=DIR holding speech_commands/ fsdd/ mnist/ cifar10/, or name each folder, e.g. after" >&2; \
+			echo "python -m app data download speech-commands-test (and fsdd, mnist, cifar10):" >&2; \
+			echo "  make models DATA=data SPEECH_COMMANDS=data/speech-commands-test   (see models/README.md)" >&2; \
+			exit 2; fi; done
+models: models-data install
 	$(BIN)/python -m app data synth-speech data/synthetic-commands --replace --words yes no up down left right on off stop go _unknown_=bed _unknown_=bird _unknown_=cat _unknown_=dog _unknown_=eight _unknown_=five _unknown_=four _unknown_=happy _unknown_=house _unknown_=marvin _unknown_=nine _unknown_=one _unknown_=seven _unknown_=sheila _unknown_=six _unknown_=three _unknown_=tree _unknown_=two _unknown_=wow _unknown_=zero _unknown_=backward _unknown_=forward _unknown_=follow _unknown_=learn _unknown_=visual --per-class 300 --silence 200 --seed 2
 	$(BIN)/python -m app data synth-speech data/synthetic-digits --replace --words 0=zero 1=one 2=two 3=three 4=four 5=five 6=six 7=seven 8=eight 9=nine --per-class 1000 --seed 1
 	$(BIN)/python -m app train $(SPEECH_COMMANDS) --out models/speech-commands --validation-percent 0 --test-percent 0 --extra-train-data data/synthetic-commands --augment-copies 10 --subtract-band-mean --force

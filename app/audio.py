@@ -4,10 +4,15 @@ Plain PCM/float WAV is read with SciPy (fast path); everything else (FLAC, OGG/O
 WebM/Opus as browsers record) is decoded by FFmpeg through PyAV. The spectrogram is NumPy/SciPy
 only, so serving never needs TensorFlow.
 
-Example:
-    >>> from app.audio import audio_features
+A path, the file's bytes or a waveform array all work. Example:
+    >>> import io
+    >>> import numpy as np
+    >>> import scipy.io.wavfile
     >>> from app.config import AudioConfig
-    >>> audio_features("yes.wav", AudioConfig()).shape  # doctest: +SKIP
+    >>> tone = (np.sin(2 * np.pi * 440 * np.arange(8000) / 16000) * 10000).astype(np.int16)  # 0.5 s at 16 kHz
+    >>> wav = io.BytesIO()
+    >>> scipy.io.wavfile.write(wav, 16000, tone)
+    >>> audio_features(wav.getvalue(), AudioConfig()).shape  # 1 s window: 97 frames of 40 mel bands
     (97, 40)
 """
 
@@ -218,16 +223,25 @@ def fit_window(waveform: np.ndarray, config: AudioConfig) -> np.ndarray:
         start = (length - waveform.size) // 2
         padded[start : start + waveform.size] = waveform
         return padded
-    step = max(1, config.hop_length)
-    power = waveform.astype(np.float64) ** 2
-    energy = np.concatenate([[0.0], np.cumsum(power)])
-    starts = np.arange(0, waveform.size - length + 1, step)
-    best = int(starts[np.argmax(energy[starts + length] - energy[starts])])
+    best = loudest_window_start(waveform, length, step=max(1, config.hop_length))
     # A word shorter than the window fits in many equally loud windows; centre it, as in training.
-    inside = power[best : best + length]
+    inside = waveform[best : best + length].astype(np.float64) ** 2
     centre = best + float(np.dot(np.arange(length), inside) / max(float(inside.sum()), 1e-20))
     start = int(np.clip(round(centre - length / 2), 0, waveform.size - length))
     return waveform[start : start + length].astype(np.float32, copy=False)
+
+
+def loudest_window_start(waveform: np.ndarray, window_samples: int, step: int = 1) -> int:
+    """Where the `window_samples` long stretch of a (samples,) waveform with the most energy (sum of squares)
+    starts, among the starts 0, step, 2·step, …; the earliest of equally loud ones.
+
+    Example:
+        >>> loudest_window_start(np.array([0.0, 0.1, 0.0, 0.9, 0.8, 0.0]), 2)
+        3
+    """
+    energy = np.concatenate([[0.0], np.cumsum(waveform.astype(np.float64) ** 2)])
+    starts = np.arange(0, waveform.size - window_samples + 1, step)
+    return int(starts[np.argmax(energy[starts + window_samples] - energy[starts])])
 
 
 def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:

@@ -1,37 +1,51 @@
 """Model bundles: a folder with model.keras, model.tflite, metadata.json and report.png.
 
-A bundle is written to a temporary sibling folder and renamed into place, so a crash never leaves
-half a bundle, and an existing bundle is replaced only when asked.
+Everything that reads a bundle's metadata.json goes through `read_metadata` (parse and check); `list_bundles`
+and `find_bundles` find the bundles of a models folder. A bundle is written to a hidden sibling folder and
+renamed into place (app.staging), so a crash never leaves half a bundle, and an existing bundle is replaced
+only when asked.
+
+Example:
+    >>> import pathlib, tempfile
+    >>> metadata = {"format_version": 1, "kind": "image", "class_names": ["cat", "dog"],
+    ...             "preprocessing": {}, "input_shape": [32, 32, 3]}
+    >>> with tempfile.TemporaryDirectory() as models:
+    ...     bundle = write_bundle(pathlib.Path(models) / "pets", metadata,
+    ...                           lambda folder: (folder / TFLITE_FILE).write_bytes(b"model"))
+    ...     [path.name for path in list_bundles("image", models)], read_metadata(bundle)["files"].keys()
+    (['pets'], dict_keys(['model.tflite']))
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from app import paths
 from app.errors import BundleError
+from app.hashing import file_digest
 from app.paths import KERAS_FILE, METADATA_FILE, SAMPLES_FOLDER, TFLITE_FILE
+from app.staging import replace_when_complete
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "kind", "class_names", "preprocessing", "input_shape", "files")
+LISTED_KEYS = ("kind",)  # what a folder needs to be listed as a bundle (loading it checks the rest)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def read_metadata(bundle_dir: str | Path, required: Iterable[str] = REQUIRED_KEYS) -> dict[str, Any]:
+    """A bundle's metadata.json, parsed and checked.
 
+    Args:
+        bundle_dir: the bundle folder.
+        required: keys the metadata must have (all of a loadable bundle's by default). When "format_version"
+            is among them it must also be a whole number this OnePipe reads.
 
-def read_metadata(bundle_dir: str | Path) -> dict[str, Any]:
-    """metadata.json of a bundle; BundleError when missing, unreadable or incomplete."""
+    Raises:
+        BundleError: metadata.json is missing, unreadable, not a JSON object, or lacks a required key.
+    """
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / METADATA_FILE
     if not path.is_file():
@@ -42,16 +56,53 @@ def read_metadata(bundle_dir: str | Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not valid JSON ({error})") from None
     if not isinstance(metadata, dict):
         raise BundleError(f"{path} holds a JSON {type(metadata).__name__}; expected an object of bundle metadata")
-    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    required = tuple(required)
+    missing = [key for key in required if key not in metadata]
     if missing:
         raise BundleError(f"{path} lacks {', '.join(missing)}; the bundle is incomplete")
-    if not isinstance(metadata["format_version"], int):
-        raise BundleError(f"{path} has format_version {metadata['format_version']!r}; expected a whole number")
-    if metadata["format_version"] > FORMAT_VERSION:
-        raise BundleError(
-            f"{bundle_dir} has format {metadata['format_version']}; this OnePipe reads up to {FORMAT_VERSION}"
-        )
+    if "format_version" in required:
+        if not isinstance(metadata["format_version"], int):
+            raise BundleError(f"{path} has format_version {metadata['format_version']!r}; expected a whole number")
+        if metadata["format_version"] > FORMAT_VERSION:
+            raise BundleError(
+                f"{bundle_dir} has format {metadata['format_version']}; this OnePipe reads up to {FORMAT_VERSION}"
+            )
     return metadata
+
+
+def find_bundles(
+    kind: str | None = None, models_dir: str | Path | None = None, required: Iterable[str] = ()
+) -> dict[Path, dict[str, Any]]:
+    """The bundles under `models_dir` with their metadata, optionally of one kind. Hidden folders are left out
+    (a bundle being written, or one left behind by an interrupted write), and so are folders whose metadata.json
+    is damaged or lacks a `required` key: a damaged bundle is not fatal to a listing.
+
+    Args:
+        kind: "audio" or "image" to keep only that kind; None keeps all.
+        models_dir: where to look (default app.paths.MODELS_DIR).
+        required: keys a bundle's metadata must have to be listed, besides LISTED_KEYS.
+
+    Returns:
+        {bundle folder: metadata}, sorted by folder name.
+    """
+    found = {}
+    for metadata_path in sorted(Path(models_dir or paths.MODELS_DIR).glob(f"*/{METADATA_FILE}")):
+        bundle_dir = metadata_path.parent
+        if bundle_dir.name.startswith("."):
+            continue
+        try:
+            metadata = read_metadata(bundle_dir, (*LISTED_KEYS, *required))
+        except BundleError:
+            continue
+        if kind is None or metadata["kind"] == kind:
+            found[bundle_dir] = metadata
+    return found
+
+
+def list_bundles(kind: str | None = None, models_dir: str | Path | None = None) -> list[Path]:
+    """The bundle folders under `models_dir` (default app.paths.MODELS_DIR), optionally of one kind ("audio"
+    or "image"), sorted by name; see find_bundles for which are left out."""
+    return list(find_bundles(kind, models_dir))
 
 
 def verify_file(bundle_dir: Path, metadata: dict[str, Any], name: str) -> Path:
@@ -62,7 +113,7 @@ def verify_file(bundle_dir: Path, metadata: dict[str, Any], name: str) -> Path:
         raise BundleError(f"{bundle_dir} has no {name}")
     if expected is None:
         raise BundleError(f"{bundle_dir}/{METADATA_FILE} records no sha256 for {name}")
-    if sha256_of(path) != expected:
+    if file_digest(path) != expected:
         raise BundleError(f"{path} does not match the sha256 in {METADATA_FILE}: the file was changed or damaged")
     return path
 
@@ -88,7 +139,8 @@ def check_bundle_target(out_dir: str | Path, force: bool) -> Path:
 def write_bundle(
     out_dir: str | Path, metadata: dict[str, Any], write_files: Callable[[Path], None], force: bool = False
 ) -> Path:
-    """Write a bundle atomically.
+    """Write a bundle atomically: into a hidden folder beside `out_dir`, renamed into place once complete (an
+    old bundle stays whole if anything fails; see app.staging.replace_when_complete).
 
     Args:
         out_dir: the bundle folder to create.
@@ -96,37 +148,20 @@ def write_bundle(
         write_files: writes model.keras, model.tflite, report.png … into the folder it is given.
         force: replace an existing bundle (the sample folders of classes the new one keeps are kept).
 
+    Returns:
+        The resolved bundle folder.
+
     Raises:
         BundleError: out_dir exists and force is False, or it exists and is not a bundle.
     """
     out_dir = check_bundle_target(out_dir, force)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)
-    try:
+    with replace_when_complete(out_dir) as staging:
         write_files(staging)
         files = sorted(p.name for p in staging.iterdir() if p.is_file() and p.name != METADATA_FILE)
-        metadata = {**metadata, "files": {name: sha256_of(staging / name) for name in files}}
+        metadata = {**metadata, "files": {name: file_digest(staging / name) for name in files}}
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         if out_dir.exists():
             _keep_samples(out_dir / SAMPLES_FOLDER, staging / SAMPLES_FOLDER, metadata.get("class_names", []))
-            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            try:
-                out_dir.replace(retired)  # an empty folder is replaced by the rename
-            except OSError:
-                retired.rmdir()
-                raise
-            try:
-                staging.rename(out_dir)
-            except OSError:
-                retired.rename(out_dir)  # put the old bundle back
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
@@ -142,8 +177,10 @@ __all__ = [
     "FORMAT_VERSION",
     "KERAS_FILE",
     "TFLITE_FILE",
+    "check_bundle_target",
+    "find_bundles",
+    "list_bundles",
     "read_metadata",
-    "sha256_of",
     "verify_file",
     "write_bundle",
 ]

@@ -1,6 +1,8 @@
 """Command line: `python -m app train | evaluate | predict | data`.
 
-Exit codes: 0 on success, 2 with a one-line message on bad input or arguments.
+Results go to stdout (JSON lines, the evaluation table); progress, log lines and errors to stderr. Exit codes:
+0 on success, 1 on an unexpected error, 2 with a one-line message on bad input or arguments, 130 when
+interrupted. `--verbose` shows debug lines and the native libraries' start-up lines (app.logs).
 
 Example:
     python -m app train data/fsdd --out models/my-digits --group-pattern '^[^_]+_([^_]+)_'
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import sys
@@ -24,6 +25,12 @@ from app.errors import InputError, OnePipeError
 from app.model import MIN_INPUT_SIZE
 
 USAGE_ERROR = 2
+EXIT_CODES = """\
+exit codes: 0 done; 1 an unexpected error (predict still answers for the other files); 2 bad input or
+arguments, with a one-line message; 130 interrupted with Ctrl-C.
+results go to stdout (JSON lines, the evaluation table); progress, log lines and errors to stderr."""
+VERBOSE_HELP = "also show debug lines and what TensorFlow, absl, oneDNN and LiteRT print as they start"
+QUIET_HELP = "no progress bars or per-epoch lines: only warnings and errors on stderr"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,12 +108,29 @@ def _group_pattern(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m app", description="Train, evaluate and use OnePipe models.")
+    parser = _Parser(
+        prog="python -m app",
+        description="Train, evaluate and use OnePipe models; make, download and convert datasets.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train the CNN on DATA_DIR/<class>/<files> and write a bundle")
+    train = commands.add_parser(
+        "train",
+        help="train the CNN on DATA_DIR/<class>/<files> and write a bundle",
+        description="Train the CNN on a folder of class folders of audio clips or images and write a bundle "
+        "(model.keras, model.tflite, metadata.json, report.png). Prints one JSON line with the accuracies "
+        "on stdout. Example: python -m app train my_data --out models/my-model",
+    )
     train.add_argument("data_dir", type=Path, help="class-folder dataset: DATA_DIR/<class>/<file>")
-    train.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    train.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="bundle folder to write, e.g. models/my-model (the dashboard lists the bundles in models/)",
+    )
     train.add_argument("--kind", choices=("audio", "image"), help="force the data kind (default: detect)")
     train.add_argument(
         "--extra-train-data",
@@ -151,7 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--test-percent", type=_percent, help="share of speakers (or files) scored at the end (default 10)"
     )
-    train.add_argument("--split-salt", help="text mixed into the split hash (see TrainConfig.split_salt)")
+    train.add_argument(
+        "--split-salt",
+        metavar="TEXT",
+        help="text mixed into the hash that splits the files, so that other speakers are drawn for validation "
+        "and test; needed when DATA_DIR is itself one set of that split, as Speech Commands' official test set "
+        "is (e.g. --split-salt onepipe). Default: none, which reproduces Speech Commands' own split",
+    )
     train.add_argument(
         "--validation-groups",
         type=_names,
@@ -203,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="blend training examples in pairs by a Beta(ALPHA, ALPHA) weight, inputs and targets (e.g. 0.2)",
     )
     train.add_argument(
-        "--group-pattern", type=_group_pattern, help="regex whose first group is the speaker/source in a file name"
+        "--group-pattern",
+        type=_group_pattern,
+        metavar="REGEX",
+        help="regular expression whose first (group) is the speaker or source in a file name, so that one "
+        "speaker's files stay in one set; e.g. '^[^_]+_([^_]+)_' takes 'george' from 7_george_12.wav "
+        "(default: the text before _nohash_, as in Speech Commands, else the whole name)",
     )
     train.add_argument("--image-size", type=_image_size, help="images: HEIGHTxWIDTH (default: from the data)")
     train.add_argument("--channels", type=int, choices=(1, 3), help="images: 1 grey or 3 RGB (default: from the data)")
@@ -218,25 +253,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--subtract-band-mean", action="store_true", help="audio: remove each mel band's mean (microphone colour)"
     )
     train.add_argument("--force", action="store_true", help="replace an existing bundle")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     train.set_defaults(func=_train)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a bundle on every file under DATA_DIR")
-    evaluate.add_argument("bundle_dir", type=Path)
-    evaluate.add_argument("data_dir", type=Path)
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a bundle on every file under DATA_DIR",
+        description="Score a bundle on every file of DATA_DIR/<class>/<file> whose class it knows, with the "
+        "bundle's own preprocessing, and print the accuracy overall and per class (it notes when the bundle "
+        "trained on that folder). Example: python -m app evaluate models/my-model my_data",
+    )
+    evaluate.add_argument("bundle_dir", type=Path, help="a bundle folder, e.g. models/spoken-digits")
+    evaluate.add_argument("data_dir", type=Path, help="class-folder dataset: DATA_DIR/<class>/<file>")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     evaluate.set_defaults(func=_evaluate)
 
-    predict = commands.add_parser("predict", help="predict files; one JSON line per file")
-    predict.add_argument("bundle_dir", type=Path)
-    predict.add_argument("files", type=Path, nargs="+")
-    predict.add_argument("--top-k", type=_positive_int, default=5)
+    predict = commands.add_parser(
+        "predict",
+        help="predict files; one JSON line per file",
+        description="Print one JSON line per file on stdout: {file, predictions: [{label, score}, …]} with the "
+        "highest score first, or {file, error}. Example: python -m app predict models/spoken-digits clip.wav",
+    )
+    predict.add_argument("bundle_dir", type=Path, help="a bundle folder, e.g. models/spoken-digits")
+    predict.add_argument("files", type=Path, nargs="+", help="audio clips or images, in any common format")
+    predict.add_argument("--top-k", type=_positive_int, default=5, help="labels per file (default 5)")
     predict.set_defaults(func=_predict)
 
     from app.datasets import cli as data_cli
 
     data_cli.register(commands)
+    for command in _leaf_parsers(parser):
+        if "--verbose" not in command._option_string_actions:
+            command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of the commands a user runs (train, data download …), below `parser`'s subcommands."""
+    subcommands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not subcommands:
+        return [parser]
+    leaves = {}
+    for action in subcommands:
+        for command in action.choices.values():
+            leaves.update({id(leaf): leaf for leaf in _leaf_parsers(command)})
+    return list(leaves.values())
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -252,7 +314,7 @@ def _train(args: argparse.Namespace) -> int:
         _check_options_fit_the_data(args, dataset.kind)
     train_config = train_config_from_args(args)
     preprocessing = preprocessing_from_args(args, dataset)
-    train(
+    result = train(
         args.data_dir,
         args.out,
         kind=args.kind,
@@ -265,6 +327,7 @@ def _train(args: argparse.Namespace) -> int:
         extra_train_dirs=args.extra_train_data,
         extra_folder_classes=dict(args.extra_folder_classes),
     )
+    print(json.dumps(result.summary))  # the result on stdout; the run's messages are log lines on stderr
     return 0
 
 
@@ -366,7 +429,7 @@ def preprocessing_from_args(args: argparse.Namespace, dataset=None) -> AudioConf
         preprocessing = _config(AudioConfig, options)
     if _image_options_given(args):
         from app.class_folders import find_dataset
-        from app.training.train import infer_image_config
+        from app.training.preprocessing import infer_image_config
 
         dataset = dataset or find_dataset(args.data_dir, args.kind)
         inferred = infer_image_config(dataset).__dict__ if dataset.kind == "image" else {}
@@ -388,7 +451,7 @@ def _config(config_class, options: dict):
 def _evaluate(args: argparse.Namespace) -> int:
     from app.evaluate import evaluate_bundle
 
-    metrics = evaluate_bundle(args.bundle_dir, args.data_dir, progress=not args.json)
+    metrics = evaluate_bundle(args.bundle_dir, args.data_dir, progress=not (args.json or args.quiet))
     if args.json:
         print(json.dumps(metrics))
         return 0
@@ -427,14 +490,15 @@ def _predict(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except OnePipeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    from app.logs import cli_logging
+
+    args = build_parser().parse_args(argv)
+    with cli_logging(verbose=args.verbose, quiet=getattr(args, "quiet", False)):
+        try:
+            return args.func(args)
+        except OnePipeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return USAGE_ERROR
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130

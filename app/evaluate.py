@@ -1,6 +1,14 @@
 """Evaluation: accuracy, per-class accuracy and the confusion matrix of a bundle on a folder.
 
 Evaluation runs the served LiteRT model on features made by the same preprocessing as training.
+
+Example:
+    >>> import numpy as np
+    >>> from app.evaluate import metrics_from_predictions
+    >>> probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])  # (files, classes)
+    >>> metrics = metrics_from_predictions(np.array([0, 1, 1]), probabilities, ["cat", "dog"])
+    >>> metrics["accuracy"], metrics["per_class"], metrics["confusion_matrix"]
+    (0.66667, {'cat': 1.0, 'dog': 0.5}, [[1, 0], [1, 1]])
 """
 
 from __future__ import annotations
@@ -86,7 +94,16 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
 
 def training_data_under(metadata: dict[str, Any], data_dir: str | Path) -> str | None:
     """The folder the bundle trained on (its data or extra training data) that `data_dir` is, holds or lies
-    in, or None: then a score on `data_dir` includes files the model learned from."""
+    in: a score on `data_dir` then includes files the model learned from. None when there is no such folder
+    (the score is on files the model never trained on).
+
+    Example:
+        >>> metadata = {"data": {"root": "/data/digits", "extra_training_data": {"/data/synthetic": {}}}}
+        >>> training_data_under(metadata, "/data/digits/test")
+        '/data/digits'
+        >>> training_data_under(metadata, "/data"), training_data_under(metadata, "/elsewhere")
+        ('/data/digits', None)
+    """
     data = metadata.get("data") or {}
     roots = [data.get("root"), *(data.get("extra_training_data") or {})]
     target = Path(data_dir).resolve()

@@ -1,13 +1,26 @@
 """Batch feature extraction for a list of files, on two threads, with an on-disk cache.
 
 A file's features are cached under the hash of its content and of the preprocessing config, so a
-second run over the same data skips decoding. Unreadable files are skipped and reported.
+second run over the same data skips decoding. Unreadable files are skipped and reported. Progress over
+200 files or more shows as a bar on a terminal, and as a log line per tenth of the files otherwise.
 
 Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import scipy.io.wavfile
+    >>> from app.config import AudioConfig
     >>> from app.features import extract_features
-    >>> result = extract_features(files, AudioConfig())  # doctest: +SKIP
-    >>> result.arrays.shape, len(result.skipped)  # doctest: +SKIP
-    ((2640, 97, 40), 0)
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> folder = Path(scratch.name)
+    >>> tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)  # 1 s at 16 kHz
+    >>> scipy.io.wavfile.write(folder / "tone.wav", 16000, (tone * 32767).astype(np.int16))
+    >>> _ = (folder / "broken.wav").write_bytes(b"not audio")
+    >>> files = sorted(folder.glob("*.wav"))  # broken.wav, tone.wav
+    >>> result = extract_features(files, AudioConfig(), cache_dir=folder / "cache", progress=False)
+    >>> result.arrays.shape, result.kept.tolist(), [Path(file).name for file, _ in result.skipped]
+    ((1, 97, 40), [1], ['broken.wav'])
+    >>> scratch.cleanup()
 """
 
 from __future__ import annotations
@@ -16,8 +29,10 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +52,9 @@ FEATURES_VERSION = 3  # bump when the feature code changes: cached features then
 DECODER_PACKAGES = ("av", "pillow", "scipy")  # their versions are part of the cache key too
 CHUNK_SIZE = 32  # files per task: small enough for the CPU cache, large enough to vectorise
 WORKERS = 2
+PROGRESS_MIN_FILES = 200  # fewer files than this show no progress
+
+logger = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -119,7 +137,7 @@ def load_examples(
     with (
         threadpool_limits(limits=1, user_api="blas"),
         ThreadPoolExecutor(WORKERS) as pool,
-        tqdm(total=len(files), desc="features", unit="file", disable=not progress or len(files) < 200) as bar,
+        _progress_bar(len(files), progress and len(files) >= PROGRESS_MIN_FILES) as bar,
     ):
         for chunk_index, (stacked, chunk_kept, chunk_skipped, chunk_keys) in enumerate(pool.map(run, chunks)):
             if stacked is not None:
@@ -133,6 +151,40 @@ def load_examples(
     else:
         arrays = np.zeros((0, *feature_shape(config, spectrograms)), np.float32 if is_audio else np.uint8)
     return Extraction(arrays, np.asarray(kept, dtype=np.int64), skipped, keys)
+
+
+def _progress_bar(total: int, enabled: bool):
+    """A tqdm bar over `total` files on a terminal; otherwise (a log file, a pipe) a LoggedProgress."""
+    if enabled and not (sys.stderr is not None and sys.stderr.isatty()):
+        return LoggedProgress(total, "features")
+    return tqdm(total=total, desc="features", unit="file", disable=not enabled)
+
+
+class LoggedProgress(contextlib.AbstractContextManager):
+    """A stand-in for a tqdm bar that logs one INFO line each time another tenth of the total is done.
+
+    Example:
+        >>> with LoggedProgress(200, "features") as bar:  # logs "features: 10 % (20 of 200 files)" …
+        ...     for _ in range(10):
+        ...         bar.update(20)
+        >>> bar.done
+        200
+    """
+
+    def __init__(self, total: int, description: str) -> None:
+        self.total, self.description, self.done, self.tenths = total, description, 0, 0
+
+    def update(self, count: int) -> None:
+        """Count `count` more files done; log when that completes another tenth."""
+        self.done += count
+        tenths = self.done * 10 // max(1, self.total)
+        if tenths > self.tenths:
+            self.tenths = tenths
+            percent = 100 * self.done // max(1, self.total)
+            logger.info("%s: %d %% (%d of %d files)", self.description, percent, self.done, self.total)
+
+    def __exit__(self, *exception) -> None:
+        return None
 
 
 def feature_shape(config: AudioConfig | ImageConfig, spectrograms: bool = True) -> tuple[int, ...]:

@@ -1,9 +1,12 @@
 """Images: decode any Pillow format, orient, convert to the model's channels, resize.
 
-Example:
-    >>> from app.images import load_image
+A path, the file's bytes, a Pillow image or an array all work. Example:
+    >>> import io
+    >>> from PIL import Image
     >>> from app.config import ImageConfig
-    >>> load_image("cat.jpg", ImageConfig(image_size=(32, 32), channels=3)).shape  # doctest: +SKIP
+    >>> png = io.BytesIO()
+    >>> Image.new("RGB", (64, 48), "orange").save(png, format="PNG")
+    >>> load_image(png.getvalue(), ImageConfig(image_size=(32, 32), channels=3)).shape
     (32, 32, 3)
 """
 
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app.centering import center_strokes
 from app.config import ImageConfig
 from app.errors import InputError
 from app.sources import describe_source, read_source_bytes
@@ -54,7 +58,7 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
     if config.background is not None:
         image = _match_background(image, config.background)
     if config.center_content:
-        image = _center_content(image, config.image_size)
+        image = center_strokes(image, config.image_size)
     else:
         image = ImageOps.fit(image, config.image_size[::-1], method=Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
@@ -166,34 +170,3 @@ def _match_background(image: Image.Image, background: str) -> Image.Image:
     if is_light == (background == "dark"):
         return ImageOps.invert(image)
     return image
-
-
-def _center_content(image: Image.Image, image_size: tuple[int, int]) -> Image.Image:
-    """MNIST-style framing of a light-on-dark image: stretch contrast, crop to the strokes, fit them
-    in 20/28 of the frame keeping their aspect ratio, centre by their centre of mass.
-    """
-    grey = np.asarray(image.convert("L"), dtype=np.float32)
-    floor, ceiling = np.percentile(grey, 50), np.percentile(grey, 99.9)
-    if ceiling - floor < 1.0:
-        return image.resize(image_size[::-1], Image.Resampling.BILINEAR)
-    stretched = np.clip((grey - floor) / (ceiling - floor), 0.0, 1.0)
-    stretched[stretched < 0.1] = 0.0  # paper texture and faint shadows are not strokes
-    rows, columns = np.nonzero(stretched >= 0.25)
-    cropped = stretched[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
-    height, width = image_size
-    box = max(1, round(min(height, width) * 20 / 28))
-    scale = box / max(cropped.shape)
-    new_size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
-    strokes = Image.fromarray((cropped * 255).astype(np.uint8)).resize(new_size, Image.Resampling.LANCZOS)
-    strokes_array = np.asarray(strokes, dtype=np.float32)
-    total = strokes_array.sum()
-    if total <= 0:
-        centre_y, centre_x = strokes_array.shape[0] / 2, strokes_array.shape[1] / 2
-    else:
-        centre_y = float((strokes_array.sum(axis=1) * np.arange(strokes_array.shape[0])).sum() / total)
-        centre_x = float((strokes_array.sum(axis=0) * np.arange(strokes_array.shape[1])).sum() / total)
-    top = int(np.clip(round(height / 2 - centre_y), 0, height - strokes_array.shape[0]))
-    left = int(np.clip(round(width / 2 - centre_x), 0, width - strokes_array.shape[1]))
-    canvas = Image.new("L", (width, height), 0)
-    canvas.paste(strokes, (left, top))
-    return canvas if image.mode == "L" else canvas.convert(image.mode)

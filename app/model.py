@@ -3,6 +3,14 @@
 Conv2D(32, 3×3)+ReLU → MaxPool(2×2) → Conv2D(32, 3×3)+ReLU → MaxPool(2×2) → Flatten →
 Dense(64)+ReLU → Dropout(0.5) → Dense(n)+softmax, with input normalisation inside the model so a
 bundle takes raw features (dB spectrograms or 0–255 pixels).
+
+Example:
+    >>> import numpy as np
+    >>> from app.model import as_model_input
+    >>> as_model_input(np.zeros((8, 97, 40), np.float32)).shape  # spectrograms gain a channel axis
+    (8, 97, 40, 1)
+    >>> as_model_input(np.zeros((8, 28, 28, 1), np.uint8)).shape  # images pass through
+    (8, 28, 28, 1)
 """
 
 from __future__ import annotations
@@ -42,6 +50,12 @@ def build_model(input_shape: tuple[int, int, int], n_classes: int, mean: np.ndar
         ],
         name="onepipe_cnn",
     )
+
+
+def as_model_input(features: np.ndarray) -> np.ndarray:
+    """(batch, time, n_mels) spectrograms gain a channel axis, (batch, time, n_mels, 1); (batch, height, width,
+    channels) images pass through. The dtype is kept."""
+    return features[..., None] if features.ndim == 3 else features
 
 
 def to_tflite(model) -> bytes:

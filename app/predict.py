@@ -1,10 +1,15 @@
 """Serving: a bundle's LiteRT model behind `preprocess → forward → postprocess`. No TensorFlow import.
 
-Example:
-    >>> from app.predict import Predictor
-    >>> predictor = Predictor.load("models/spoken-digits")  # doctest: +SKIP
-    >>> predictor("seven.webm", top_k=2)  # doctest: +SKIP
-    [{'label': '7', 'score': 0.98}, {'label': '1', 'score': 0.01}]
+Example (with the shipped models/spoken-digits; a path or the bytes of a recording work as the array does):
+    >>> import numpy as np
+    >>> from app.paths import PROJECT_ROOT
+    >>> predictor = Predictor.load(PROJECT_ROOT / "models" / "spoken-digits")
+    >>> predictor.config.sample_rate, predictor.class_names[:3]
+    (8000, ['0', '1', '2'])
+    >>> hum = np.sin(2 * np.pi * 220 * np.arange(8000) / 8000).astype(np.float32)  # 1 s at the bundle's rate
+    >>> answers = predictor(hum, top_k=2)  # [{'label': …, 'score': …}, {…}], highest score first
+    >>> [sorted(answer) for answer in answers], answers[0]["score"] >= answers[1]["score"]
+    ([['label', 'score'], ['label', 'score']], True)
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from app.bundle import read_metadata, verify_file
 from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
 from app.errors import BundleError, InputError
 from app.images import load_image
+from app.logs import quiet_native_output
 from app.paths import SAMPLES_FOLDER, TFLITE_FILE
-from app.views import input_views
+from app.views import input_views, serving_from_metadata
 
 SILENCE_PEAK = 1e-4  # a recording whose loudest sample is below this is treated as no sound at all
 
@@ -37,18 +43,14 @@ class Predictor:
         self.kind: str = metadata["kind"]
         self.class_names: list[str] = list(metadata["class_names"])
         self.config: AudioConfig | ImageConfig = preprocessing_from_metadata(metadata)
-        self._interpreter = Interpreter(model_content=model_content, num_threads=1)
+        with quiet_native_output():  # LiteRT prints an XNNPACK notice when it first allocates; allocate here
+            self._interpreter = Interpreter(model_content=model_content, num_threads=1)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch_size = 0
         # Answers averaged over views of the input, as the bundle's training chose (see input_views).
-        serving = metadata.get("serving", {})
-        image = self.kind == "image"
-        self.serving: dict[str, Any] = {
-            "average_mirrored": image and bool(serving.get("average_mirrored")),
-            "time_shift_frames": [] if image else [int(s) for s in serving.get("time_shift_frames", [])],
-            "pixel_shifts": [[int(dy), int(dx)] for dy, dx in serving.get("pixel_shifts", [])] if image else [],
-        }
+        self.serving: dict[str, Any] = serving_from_metadata(metadata, self.kind)
         self._floor_db = self.config.floor_db if isinstance(self.config, AudioConfig) else 0.0
 
     @classmethod

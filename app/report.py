@@ -1,4 +1,16 @@
-"""The training report image: loss and accuracy curves beside the confusion matrix."""
+"""The training report image: loss and accuracy curves beside the confusion matrix.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from app.report import plot_report
+    >>> history = {"loss": [1.0, 0.6], "accuracy": [0.5, 0.8], "val_loss": [0.9, 0.7], "val_accuracy": [0.6, 0.7]}
+    >>> evaluation = {"confusion_matrix": [[4, 1], [2, 3]], "accuracy": 0.7, "count": 10}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     plot_report(history, evaluation, ["cat", "dog"], "test", Path(folder) / "report.png")
+    ...     (Path(folder) / "report.png").stat().st_size > 0
+    True
+"""
 
 from __future__ import annotations
 

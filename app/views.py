@@ -1,7 +1,9 @@
 """Test-time views: the moved (and mirrored) copies of an input whose answers a trained bundle averages.
 
-Training records which views to average in the bundle's `serving` metadata (`serving_views`); serving
-builds them from a batch of model inputs (`input_views`). Every view stays within the training augmentation.
+Training records which views to average in the bundle's `serving` metadata (`serving_views`); serving reads it
+back (`serving_from_metadata`) and builds them from a batch of model inputs (`input_views`). Every view stays
+within the training augmentation. `shift_with_fill` moves an array without wrapping around, for the views and
+for training's shifted waveforms and spectrograms.
 
 Example:
     >>> import numpy as np
@@ -35,6 +37,24 @@ def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainC
     }
 
 
+def serving_from_metadata(metadata: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A bundle's `serving` metadata with every key present and typed, and only the views of its kind: for an
+    "audio" bundle, "time_shift_frames" (whole frames); for an "image" bundle, "pixel_shifts" ([dy, dx] whole
+    pixels) and "average_mirrored". A bundle without `serving` (older ones) averages no views.
+
+    Example:
+        >>> serving_from_metadata({"serving": {"time_shift_frames": [5.0, "-5"], "pixel_shifts": [[1, 0]]}}, "audio")
+        {'average_mirrored': False, 'time_shift_frames': [5, -5], 'pixel_shifts': []}
+    """
+    serving = metadata.get("serving", {})
+    image = kind == "image"
+    return {
+        "average_mirrored": image and bool(serving.get("average_mirrored")),
+        "time_shift_frames": [] if image else [int(s) for s in serving.get("time_shift_frames", [])],
+        "pixel_shifts": [[int(dy), int(dx)] for dy, dx in serving.get("pixel_shifts", [])] if image else [],
+    }
+
+
 # A trained audio bundle also hears its input this much earlier and later, and averages the answers.
 SERVING_TIME_SHIFTS_MS = (-100, -50, 50, 100)
 
@@ -44,15 +64,30 @@ def serving_time_shifts(config: AudioConfig) -> list[int]:
     return [int(round(ms / 1000 * config.sample_rate / config.hop_length)) for ms in SERVING_TIME_SHIFTS_MS]
 
 
+def shift_with_fill(array: np.ndarray, shift: int, fill: float, axis: int = 0) -> np.ndarray:
+    """A copy of `array` moved `shift` places along `axis` (later if positive, earlier if negative); nothing
+    wraps around: the places left empty are set to `fill` (silence: 0 for a waveform, floor_db for a
+    spectrogram).
+
+    Example:
+        >>> shift_with_fill(np.array([1.0, 2.0, 3.0, 4.0]), -1, 0.0)
+        array([2., 3., 4., 0.])
+    """
+    shifted = np.roll(array, shift, axis=axis)
+    emptied = [slice(None)] * shifted.ndim
+    if shift > 0:
+        emptied[axis] = slice(None, shift)
+        shifted[tuple(emptied)] = fill
+    elif shift < 0:
+        emptied[axis] = slice(shift, None)
+        shifted[tuple(emptied)] = fill
+    return shifted
+
+
 def shift_frames(spectrograms: np.ndarray, shift: int, floor_db: float) -> np.ndarray:
     """A copy of (batch, time, n_mels[, 1]) spectrograms moved `shift` frames later (earlier if negative);
     the frames left empty are set to floor_db (silence)."""
-    shifted = np.roll(spectrograms, shift, axis=1)
-    if shift > 0:
-        shifted[:, :shift] = floor_db
-    elif shift < 0:
-        shifted[:, shift:] = floor_db
-    return shifted
+    return shift_with_fill(spectrograms, shift, floor_db, axis=1)
 
 
 def serving_pixel_shifts(config: ImageConfig) -> list[list[int]]:

@@ -28,11 +28,9 @@ import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-sys.path.insert(0, str(PROJECT_ROOT / "tests"))
-
-from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, fake_media_args, start_voila, stop_process  # noqa: E402
 
 from app import paths  # noqa: E402
+from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, fake_media_args, start_voila, stop_process  # noqa: E402
 
 TIMEOUT_MS = 120_000
 # Click a button and resolve with the milliseconds until the result element changes.

@@ -94,7 +94,7 @@ def cached_features(
     data_dir: Path, cache_dir: Path, max_samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, AudioConfig | ImageConfig, dict[str, Any]]:
     """Features of (a random subset of) a data set, extracted once and then read back from the cache."""
-    from app.training.train import infer_image_config
+    from app.training.preprocessing import infer_image_config
 
     dataset = find_dataset(data_dir)
     preprocessing = AudioConfig() if dataset.kind == "audio" else infer_image_config(dataset)
@@ -158,16 +158,17 @@ def train_variant(
     import keras
     import tensorflow as tf
 
-    from app.model import build_model
-    from app.training.train import _as_model_input, _Batches, _compile
+    from app.model import as_model_input, build_model
+    from app.training.batches import Batches
+    from app.training.fit import compile_model
 
     keras.utils.set_random_seed(train_config.seed)
-    model_input = _as_model_input(features[:1])
+    model_input = as_model_input(features[:1])
     axes = tuple(range(model_input.ndim - 1))
-    sample = _as_model_input(features).astype(np.float32)
+    sample = as_model_input(features).astype(np.float32)
     mean, variance = sample.mean(axis=axes), sample.var(axis=axes) + 1e-6
     steps = int(np.ceil(len(features) / train_config.batch_size)) * train_config.epochs
-    model = _compile(build_model(model_input.shape[1:], n_classes, mean, variance), train_config, steps)
+    model = compile_model(build_model(model_input.shape[1:], n_classes, mean, variance), train_config, steps)
     if variant == "reference_tf_data":
         targets = np.eye(n_classes, dtype=np.float32)[labels]
         data = (
@@ -178,7 +179,7 @@ def train_variant(
         )
     else:
         recipe = dataclasses.replace(train_config, augment=variant == "project")
-        data = _Batches.create(features, labels, n_classes, recipe, preprocessing)
+        data = Batches(features, labels, n_classes, recipe, preprocessing)
         started = time.thread_time()
         for index in range(len(data)):
             data[index]

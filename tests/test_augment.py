@@ -1,4 +1,4 @@
-"""Training-time augmentation: what each transform does to its input."""
+"""Training-time augmentation: what each transform does to its input, and the policy that chooses them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from fixtures_data import tone
 
 from app.audio import audio_features, hertz_to_mel
-from app.config import AudioConfig
+from app.config import AudioConfig, ImageConfig, TrainConfig
 from app.training.augment import (
     erase_patches,
     jitter_images,
@@ -16,6 +16,7 @@ from app.training.augment import (
     warp_frequencies,
     waveform_variant,
 )
+from app.training.augmentation_policy import augment_batch
 from app.views import shift_frames
 
 CONFIG = AudioConfig()
@@ -127,3 +128,33 @@ def test_image_jitter_scales_only_when_asked_to():
     assert all(abs(float(m.sum()) - 25.0) < 1e-3 for m in moved)  # moved, same area
     assert not all(np.array_equal(m, image) for m in moved)
     assert max(abs(float(z.sum()) - 25.0) for z in zoomed) > 2.0  # scaled by up to ±30 %
+
+
+def test_the_policy_applies_the_audio_recipe_in_order_from_one_generator():
+    batch = np.stack([audio_features(tone(frequency, seconds=1.0), CONFIG) for frequency in (300.0, 900.0, 2500.0)])
+    targets = np.eye(3, dtype=np.float32)
+    recipe = TrainConfig(frequency_warp=0.1, time_stretch=0.2, mixup=0.2)
+    augmented, mixed_targets = augment_batch(np.random.default_rng(5), batch, targets, CONFIG, recipe)
+    rng = np.random.default_rng(5)  # the same draws, in the order the policy promises
+    expected = warp_frequencies(rng, batch, CONFIG, 0.1)
+    expected = spec_augment(rng, stretch_time(rng, expected, CONFIG.floor_db, 0.2), CONFIG.floor_db)
+    expected, expected_targets = mix_up(rng, expected.astype(np.float32), targets, 0.2)
+    np.testing.assert_array_equal(augmented, expected)
+    np.testing.assert_array_equal(mixed_targets, expected_targets)
+    assert augmented.dtype == np.float32
+
+
+def test_the_policy_applies_the_image_recipe_in_order_and_nothing_without_augmentation():
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    targets = np.eye(2, dtype=np.float32)[[0, 1, 1, 0]]
+    config = ImageConfig((16, 16), 3)
+    recipe = TrainConfig(horizontal_flip=True, rotation_degrees=5.0, zoom=0.2, random_erasing=0.5)
+    augmented, same_targets = augment_batch(np.random.default_rng(2), images, targets, config, recipe)
+    rng = np.random.default_rng(2)
+    expected = erase_patches(rng, jitter_images(rng, images, True, 5.0, 0.2), 0.5).astype(np.float32)
+    np.testing.assert_array_equal(augmented, expected)
+    assert same_targets is targets and augmented.dtype == np.float32  # no mixup asked for
+    rng = np.random.default_rng(2)
+    plain, plain_targets = augment_batch(rng, images, targets, config, TrainConfig(augment=False))
+    np.testing.assert_array_equal(plain, images.astype(np.float32))
+    assert plain_targets is targets and rng.random() == np.random.default_rng(2).random()  # nothing drawn

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +50,17 @@ def test_features_benchmark_rejects_a_missing_folder(tmp_path):
     with pytest.raises(SystemExit) as stop:
         features.main([str(tmp_path / "missing")])
     assert stop.value.code == 2
+
+
+def test_dashboard_benchmark_starts_from_any_folder_without_the_tests(tmp_path):
+    """The script imports its Voila and Chromium harness from benchmarks/, never from tests/."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    script = BENCHMARKS / "dashboard.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--predictions" in result.stdout
 
 
 @pytest.mark.slow

@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from urllib.request import urlopen
 
-import binder_fixtures as binder
+import binder_helpers as binder
 import pytest
-from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, free_port
+
+from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -13,18 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ui_fixtures
 from fixtures_data import TONE_CLASSES, tone, write_wav
 from PIL import Image
-from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, fake_media_args, start_voila, stop_process, write_y4m
+from ui_helpers import require_chromium, write_y4m
 
 from app.predict import Predictor
+from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, fake_media_args, start_voila, stop_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 playwright_api = pytest.importorskip("playwright.sync_api")
-ui_fixtures.require_chromium(module=True)  # fails on CI, which must test the dashboard in a real browser
+require_chromium(module=True)  # fails on CI, which must test the dashboard in a real browser
 
-ui_models = ui_fixtures.ui_models
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
 # Harmless in the browser console: the CDN font stylesheet (no name resolves in the tests), and version notes

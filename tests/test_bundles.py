@@ -11,8 +11,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app import cli
-from app.bundle import sha256_of, write_bundle
+from app.bundle import write_bundle
 from app.errors import BundleError
+from app.hashing import file_digest
 from app.paths import PROJECT_ROOT
 from app.predict import Predictor
 
@@ -72,7 +73,7 @@ def damage_model_bytes(bundle: Path) -> None:
 def replace_model_and_its_checksum(bundle: Path) -> None:
     (bundle / "model.tflite").write_bytes(b"TFL3 but not a flatbuffer")
     metadata = json.loads((bundle / "metadata.json").read_text())
-    metadata["files"]["model.tflite"] = sha256_of(bundle / "model.tflite")
+    metadata["files"]["model.tflite"] = file_digest(bundle / "model.tflite")
     (bundle / "metadata.json").write_text(json.dumps(metadata))
 
 

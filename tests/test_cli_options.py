@@ -1,10 +1,18 @@
-"""`python -m app` options: the shipped recipes' turned into configs and serving views, and bad ones refused in
-one line before anything is written (run in-process, so these checks stay fast)."""
+"""`python -m app` options: the shipped recipes' turned into configs and serving views, bad ones refused in
+one line before anything is written, and the output options (results on stdout, plain log lines on stderr,
+native libraries' start-up lines held back unless --verbose). Run in-process, so these checks stay fast."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from app import logs
 from app.cli import build_parser, preprocessing_from_args, train_config_from_args
 from app.config import AudioConfig, ImageConfig
 from app.errors import InputError
@@ -133,3 +141,83 @@ def test_training_on_files_none_of_which_can_be_read_says_so(capsys, tmp_path):
     code, _, stderr = run_main(capsys, "train", tmp_path / "data", "--out", tmp_path / "never", "--quiet")
     assert code == 2 and "no readable files left in the training or validation split" in stderr
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["train", "data", "--out", "never"], ["evaluate", "b", "d"], ["predict", "b", "f"], ["data", "samples"]],
+)
+def test_every_command_takes_verbose_before_or_after_its_name(command):
+    parser = build_parser()
+    assert parser.parse_args(command).verbose is False
+    assert parser.parse_args([*command, "--verbose"]).verbose is True
+    assert parser.parse_args(["--verbose", *command]).verbose is True
+
+
+def test_log_lines_are_plain_on_stderr_and_leave_no_trace(capsys):
+    app_logger, root = logging.getLogger("app.training"), logging.getLogger()
+    handlers, levels = list(root.handlers), (root.level, logging.getLogger("app").level)
+    with logs.cli_logging():
+        app_logger.info("epoch 1/2: loss 0.5")
+        app_logger.debug("not shown")
+        logging.getLogger("some.library").info("not shown either")
+    with logs.cli_logging(quiet=True):
+        app_logger.info("hidden by --quiet")
+        app_logger.warning("skipped 1 unreadable file")
+    with logs.cli_logging(verbose=True):
+        app_logger.debug("shown with --verbose")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "epoch 1/2: loss 0.5",
+        "skipped 1 unreadable file",
+        "DEBUG app.training: shown with --verbose",
+    ]
+    assert root.handlers == handlers and (root.level, logging.getLogger("app").level) == levels
+
+
+def write_noisy_module(folder: Path, name: str, fails: bool) -> None:
+    """A module whose import writes to file descriptor 2 as native code does (and then fails, if asked)."""
+    body = f"import os\nos.write(2, b'native start-up line of {name}\\n')\n"
+    (folder / f"{name}.py").write_text(body + ("raise ImportError('broken library')\n" if fails else ""))
+
+
+def test_native_start_up_lines_are_held_back_unless_verbose_or_failing(capfd, monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, fails in (("quiet_lib", False), ("broken_lib", True), ("loud_lib", False)):
+        write_noisy_module(tmp_path, name, fails)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(logs, "QUIETLY_IMPORTED", "quiet_lib")
+    with logs.cli_logging():
+        __import__("quiet_lib")
+    assert capfd.readouterr().err == ""
+    monkeypatch.setattr(logs, "QUIETLY_IMPORTED", "broken_lib")
+    with logs.cli_logging(), pytest.raises(ImportError, match="broken library"):
+        __import__("broken_lib")
+    assert capfd.readouterr().err == "native start-up line of broken_lib\n"  # a failure keeps its message
+    monkeypatch.setattr(logs, "QUIETLY_IMPORTED", "loud_lib")
+    with logs.cli_logging(verbose=True):
+        __import__("loud_lib")
+    assert capfd.readouterr().err == "native start-up line of loud_lib\n"
+    assert not any(isinstance(finder, logs._QuietFirstImport) for finder in sys.meta_path)
+
+
+def test_quiet_native_output_holds_back_descriptor_2_and_gives_it_back_on_failure(capfd):
+    with logs.quiet_native_output():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    with pytest.raises(ValueError), logs.quiet_native_output():
+        os.write(2, b"ERROR: the model needs an operator this runtime lacks\n")
+        raise ValueError("could not create the interpreter")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "ERROR: the model needs an operator this runtime lacks\nafter\n"
+
+
+def test_predict_prints_results_only():
+    """A fresh process, since LiteRT prints its XNNPACK notice once per process."""
+    samples = sorted((Path(__file__).resolve().parent.parent / "models" / "mnist" / "samples").rglob("*.png"))[:2]
+    bundle = samples[0].parent.parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "predict", bundle, *samples], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    assert [line.startswith('{"file": ') for line in result.stdout.splitlines()] == [True, True]

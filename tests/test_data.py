@@ -36,14 +36,51 @@ def test_bad_layouts_are_explained(tmp_path):
         find_dataset(tmp_path / "only")
 
 
-def test_speaker_key_follows_speech_commands_names():
-    assert speaker_key(Path("0a7c2a8d_nohash_3.wav")) == "0a7c2a8d"
-    assert speaker_key(Path("bed_0a7c2a8d_nohash_0.wav.wav")) == "0a7c2a8d"
-    assert speaker_key(Path("7_george_12.wav"), r"^[^_]+_([^_]+)_") == "george"
-    assert speaker_key(Path("00003.png")) == "00003.png"
+FSDD_PATTERN = r"^[^_]+_([^_]+)_"  # `--group-pattern` for `<digit>_<speaker>_<n>.wav`
 
 
-def test_one_speaker_never_straddles_splits_and_the_split_is_stable():
+@pytest.mark.parametrize(
+    ("name", "group_pattern", "speaker"),
+    [
+        ("0a7c2a8d_nohash_3.wav", None, "0a7c2a8d"),  # Speech Commands: the text before _nohash_
+        ("bed_0a7c2a8d_nohash_0.wav.wav", None, "0a7c2a8d"),  # its _unknown_ files: <word>_<speaker>_nohash_…
+        ("happy_0a7c2a8d_nohash_1.wav", None, "0a7c2a8d"),
+        ("7_george_12.wav", FSDD_PATTERN, "george"),  # the pattern's first group
+        ("7_george_12.wav", None, "7_george_12.wav"),  # without the pattern: no _nohash_, its own group
+        ("0a7c2a8d_nohash_3.wav", r"^(\d+)-", "0a7c2a8d"),  # a pattern that does not match: _nohash_ decides
+        ("00003.png", None, "00003.png"),  # neither: every file is its own group
+    ],
+)
+def test_speaker_key_of_known_names(name, group_pattern, speaker):
+    assert speaker_key(Path(name), group_pattern) == speaker
+
+
+@pytest.mark.parametrize(
+    ("name", "group_pattern", "salt", "split"),
+    [
+        ("0a7c2a8d_nohash_0.wav", None, "", "train"),
+        ("0a7c2a8d_nohash_3.wav", None, "", "train"),  # the same speaker, the same set
+        ("bed_0a7c2a8d_nohash_0.wav", None, "", "train"),
+        ("29fb33da_nohash_0.wav", None, "", "train"),
+        ("1a9afd33_nohash_0.wav", None, "", "validation"),
+        ("9a7c1f83_nohash_0.wav", None, "", "test"),
+        ("9a7c1f83_nohash_0.wav", None, "onepipe", "validation"),  # a salt draws again
+        ("015f5f34_nohash_0.wav", None, "onepipe", "validation"),
+        ("7_george_12.wav", FSDD_PATTERN, "", "train"),
+        ("7_theo_12.wav", FSDD_PATTERN, "", "train"),
+        ("7_lucas_12.wav", FSDD_PATTERN, "", "validation"),
+        ("7_nicolas_12.wav", FSDD_PATTERN, "", "validation"),
+        ("7_lucas_12.wav", None, "", "test"),  # without the pattern the whole name is hashed
+        ("7_theo_12.wav", None, "", "validation"),
+    ],
+)
+def test_which_set_of_known_names_never_changes(name, group_pattern, salt, split):
+    """Today's answers with the default 10 % validation and 10 % test: a change of the hash moves trained-on
+    files into held-out sets of existing bundles, and must show here."""
+    assert which_set(Path(name), 10, 10, group_pattern, salt=salt) == split
+
+
+def test_one_speaker_never_straddles_splits_and_a_salt_reshuffles_in_proportion():
     names = [
         Path(f"{word}_{speaker:08x}_nohash_{n}.wav") for speaker in range(300) for word in ("a", "b") for n in (0, 1)
     ]
@@ -56,7 +93,6 @@ def test_one_speaker_never_straddles_splits_and_the_split_is_stable():
     salted = [which_set(p, 10, 10, salt="x") for p in names]
     assert salted != [which_set(p, 10, 10) for p in names]  # a salt reshuffles
     assert 0.7 < salted.count("train") / len(names) < 0.9  # in the same proportions
-    assert [which_set(p, 10, 10) for p in names] == [which_set(p, 10, 10) for p in names]
 
 
 def test_list_files_take_precedence(tmp_path):
@@ -146,7 +182,7 @@ def test_files_of_the_other_kind_are_counted_and_split_layouts_noticed(tmp_path)
 
 
 def test_bundles_being_written_or_left_by_an_interrupted_write_are_not_listed(tmp_path):
-    from app.paths import list_bundles
+    from app.bundle import list_bundles
 
     metadata = '{"kind": "image"}'
     for name in ("mnist", ".mnist.8d1omgbt", ".mnist.old-jsw52kzx"):
@@ -191,7 +227,7 @@ def test_named_speakers_are_held_out_whole_and_everyone_else_trains(tmp_path):
 
 
 def test_silence_clips_of_the_training_split_become_background_noise(tmp_path):
-    from app.training.train import silence_training_files
+    from app.training.variants import silence_training_files
 
     for name in ("_silence_", "yes"):
         for n in range(4):

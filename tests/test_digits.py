@@ -10,7 +10,8 @@ from fixtures_data import data_command
 from PIL import Image
 from scipy import ndimage
 
-from app.datasets.digits import center_in_frame, digit_image, write_digits
+from app.centering import center_digit
+from app.datasets.digits import digit_image, write_digits
 from app.errors import DatasetError
 
 
@@ -26,11 +27,11 @@ def test_digit_image_is_mnist_like():
     assert np.allclose(center, (13.5, 13.5), atol=0.6)
 
 
-def test_center_in_frame_of_blank_and_off_centre_input():
-    assert center_in_frame(np.zeros((10, 10))).max() == 0
+def test_center_digit_of_blank_and_off_centre_input():
+    assert center_digit(np.zeros((10, 10))).max() == 0
     corner = np.zeros((40, 40))
     corner[2:8, 2:6] = 1.0
-    center = ndimage.center_of_mass(center_in_frame(corner).astype(float))
+    center = ndimage.center_of_mass(center_digit(corner).astype(float))
     assert np.allclose(center, (13.5, 13.5), atol=0.6)
 
 

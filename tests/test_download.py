@@ -333,9 +333,25 @@ def test_replace_never_deletes_a_folder_the_download_did_not_write(server, tmp_p
     mine = tmp_path / "speech-commands-test" / "my_recordings"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
-    with pytest.raises(DatasetError, match=r"not written by `data download`.*nothing was deleted"):
+    with pytest.raises(DatasetError, match=r"not made by `data download speech-commands-test`.*nothing was deleted"):
         download_dataset("speech-commands-test", tmp_path, base_url=server.url, replace=True, progress=False)
     assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_replace_never_deletes_files_added_to_a_downloaded_folder(server, tmp_path):
+    server.files["speech_commands_test_set_v0.02.tar.gz"] = _speech_commands_archive()
+    download_dataset("speech-commands-test", tmp_path, base_url=server.url, progress=False, keep_archives=True)
+    root = tmp_path / "speech-commands-test"
+    assert (root / ".onepipe-download").read_text() == "speech-commands-test\n"  # earlier versions wrote the same
+    for added in (root / "yes" / "notes.txt", root / "my_list.txt"):
+        added.write_text("mine")
+        with pytest.raises(DatasetError, match=r"more than class folders of \.wav files.*nothing was deleted"):
+            download_dataset("speech-commands-test", tmp_path, base_url=server.url, replace=True, progress=False)
+        assert added.read_text() == "mine"
+        added.unlink()
+    (root / ".onepipe-download").write_text("fsdd\n")  # made by the download of another dataset
+    with pytest.raises(DatasetError, match="not made by `data download speech-commands-test`"):
+        download_dataset("speech-commands-test", tmp_path, base_url=server.url, replace=True, progress=False)
 
 
 def test_a_linked_dataset_folder_is_replaced_where_it_points(server, tmp_path):
@@ -353,7 +369,7 @@ def test_a_linked_dataset_folder_is_replaced_where_it_points(server, tmp_path):
     assert sorted(p.name for p in elsewhere.iterdir() if p.is_dir()) == sorted(counts)
     assert not (elsewhere / "old").exists()
     (tmp_path / "data" / "file").write_text("x")
-    with pytest.raises(DatasetError, match="is a file; expected a folder"):
+    with pytest.raises(DatasetError, match="is a file; expected a new or empty folder"):
         download_dataset(
             "speech-commands-test", tmp_path / "data", base_url=server.url, folder_name="file", progress=False
         )

@@ -1,7 +1,9 @@
-"""Batch feature extraction: equal to one-by-one, cached by content, unreadable files listed."""
+"""Batch feature extraction: equal to one-by-one, cached by content, unreadable files listed, progress shown."""
 
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +113,28 @@ def test_new_files_rewrite_only_their_shards(tmp_path, shape_dataset):
     after = {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("features-*/??.npz")}
     changed = [name for name in after if before.get(name) != after[name]]
     assert len(changed) == 1 and len(before) > 1
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_log_line_per_tenth_otherwise(monkeypatch, caplog):
+    monkeypatch.setattr(features_module.sys, "stderr", _Stream(terminal=True))
+    bar = features_module._progress_bar(250, enabled=True)
+    assert isinstance(bar, features_module.tqdm) and not bar.disable
+    bar.close()
+    monkeypatch.setattr(features_module.sys, "stderr", _Stream(terminal=False))
+    assert features_module._progress_bar(250, enabled=False).disable  # --quiet, or too few files
+    caplog.set_level(logging.INFO, logger="app.features")
+    with features_module._progress_bar(250, enabled=True) as bar:
+        for _ in range(50):
+            bar.update(5)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0] == "features: 10 % (25 of 250 files)" and lines[-1] == "features: 100 % (250 of 250 files)"
+    assert len(lines) == 10 and not any("\r" in line for line in lines)

@@ -167,7 +167,7 @@ def test_default_pillow_bomb_limit_is_also_an_input_error():
 def test_the_inferred_image_size_fits_the_cnn(tmp_path):
     from app.class_folders import find_dataset
     from app.model import MIN_INPUT_SIZE
-    from app.training.train import infer_image_config
+    from app.training.preprocessing import infer_image_config
 
     for name in ("a", "b"):
         (tmp_path / "tiny" / name).mkdir(parents=True)

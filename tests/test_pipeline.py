@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,36 +28,77 @@ def run_cli(*args: str, cache: Path | None = None) -> subprocess.CompletedProces
     )
 
 
-def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
-    bundle = tmp_path / "tones"
+@dataclass(frozen=True)
+class CliTraining:
+    """One `python -m app train` run: the bundle folder it was asked to write and the finished process."""
+
+    bundle: Path
+    result: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def cli_training(tmp_path_factory, tone_dataset) -> CliTraining:
+    """`python -m app train` on the tone dataset (2 epochs, --subtract-band-mean), once for the tests below."""
+    bundle = tmp_path_factory.mktemp("cli") / "tones"
     result = run_cli(
         "train", tone_dataset, "--out", bundle, "--epochs", "2", "--batch-size", "16", "--subtract-band-mean", "--quiet"
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    return CliTraining(bundle, result)
+
+
+@pytest.fixture(scope="module")
+def cli_bundle(cli_training) -> Path:
+    """The bundle `cli_training` wrote; the tests using it fail at once, with its stderr, if training failed."""
+    assert cli_training.result.returncode == 0, cli_training.result.stderr[-2000:]
+    return cli_training.bundle
+
+
+def test_cli_train_writes_the_model_its_litert_copy_metadata_and_a_report(cli_training):
+    assert cli_training.result.returncode == 0, cli_training.result.stderr[-2000:]
     for name in ("model.keras", "model.tflite", "metadata.json", "report.png"):
-        assert (bundle / name).is_file()
-    metadata = read_metadata(bundle)
+        assert (cli_training.bundle / name).is_file()
+    assert set(read_metadata(cli_training.bundle)["files"]) == {"model.keras", "model.tflite", "report.png"}
+
+
+def test_cli_train_records_the_data_and_preprocessing_in_the_metadata(cli_bundle):
+    metadata = read_metadata(cli_bundle)
     assert metadata["kind"] == "audio" and metadata["class_names"] == ["high", "low", "mid"]
     assert metadata["preprocessing"]["n_mels"] == 40 and metadata["input_shape"] == [97, 40, 1]
     assert metadata["preprocessing"]["subtract_band_mean"] is True
-    assert set(metadata["files"]) == {"model.keras", "model.tflite", "report.png"}
+    assert metadata["data"]["files"] == 72 and sum(metadata["data"]["split"].values()) == 72
+
+
+def test_cli_train_records_its_command_versions_and_the_keras_litert_difference(cli_bundle):
+    metadata = read_metadata(cli_bundle)
     assert metadata["training"]["command"].startswith("python -m app train")
     assert metadata["metrics"]["keras_litert_max_abs_difference"] < 1e-4
     assert {"tensorflow-cpu", "keras", "numpy"} & set(metadata["versions"])
-    assert metadata["data"]["files"] == 72 and sum(metadata["data"]["split"].values()) == 72
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_cli_train_prints_a_json_summary_that_matches_the_metadata(cli_training, cli_bundle):
+    metadata = read_metadata(cli_bundle)
+    summary = json.loads(cli_training.result.stdout.strip().splitlines()[-1])
     assert summary["test_accuracy"] == metadata["metrics"]["test"]["accuracy"]
     assert {k: summary[f"{k}_files"] for k in ("train", "validation", "test")} == metadata["data"]["split"]
 
-    again = run_cli("train", tone_dataset, "--out", bundle, "--epochs", "1")
+
+def test_cli_train_refuses_to_replace_a_bundle_without_force(cli_bundle, tone_dataset):
+    again = run_cli("train", tone_dataset, "--out", cli_bundle, "--epochs", "1")
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
 
-    evaluation = run_cli("evaluate", bundle, tone_dataset, "--json")
+
+def test_subtract_band_mean_reaches_the_features_the_model_serves_on(cli_bundle, tone_dataset):
+    predictor = Predictor.load(cli_bundle)
+    band_means = predictor.preprocess(next((tone_dataset / "low").iterdir())).mean(axis=0)  # (n_mels,)
+    assert np.abs(band_means).max() < 1e-3
+
+
+def test_cli_evaluate_json_agrees_with_the_predictor_file_by_file(cli_bundle, tone_dataset):
+    evaluation = run_cli("evaluate", cli_bundle, tone_dataset, "--json")
     assert evaluation.returncode == 0, evaluation.stderr[-2000:]
     report = json.loads(evaluation.stdout)
-    predictor = Predictor.load(bundle)
-    band_means = predictor.preprocess(next((tone_dataset / "low").iterdir())).mean(axis=0)  # (n_mels,)
-    assert np.abs(band_means).max() < 1e-3  # --subtract-band-mean reached the features the model serves on
+    predictor = Predictor.load(cli_bundle)
+    class_names = read_metadata(cli_bundle)["class_names"]
     files = sorted(tone_dataset.glob("*/*.wav"))
     truth = [path.parent.name for path in files]
     labels = [predictor(path, top_k=1)[0]["label"] for path in files]
@@ -64,20 +106,22 @@ def test_train_evaluate_predict_through_the_cli(tmp_path, tone_dataset):
     assert report["accuracy"] == pytest.approx(np.mean([a == b for a, b in zip(truth, labels, strict=True)]))
     matrix = np.asarray(report["confusion_matrix"])  # rows: true class in class_names order, 24 files each
     assert matrix.sum(axis=1).tolist() == [24, 24, 24]
-    for row, name in enumerate(metadata["class_names"]):
+    for row, name in enumerate(class_names):
         heard = [label for label, true in zip(labels, truth, strict=True) if true == name]
-        assert matrix[row].tolist() == [heard.count(column) for column in metadata["class_names"]]
+        assert matrix[row].tolist() == [heard.count(column) for column in class_names]
         assert report["per_class"][name] == pytest.approx(heard.count(name) / 24)
 
+
+def test_cli_predict_reports_a_bad_file_and_still_predicts_the_others(tmp_path, cli_bundle, tone_dataset):
     good, bad = next((tone_dataset / "low").iterdir()), tmp_path / "notes.txt"
     bad.write_text("not audio")
-    prediction = run_cli("predict", bundle, good, bad, good, "--top-k", "2")
+    prediction = run_cli("predict", cli_bundle, good, bad, good, "--top-k", "2")
     assert prediction.returncode == 2  # one file failed; the others were still predicted
     lines = [json.loads(line) for line in prediction.stdout.splitlines()]
     assert [("error" in line) for line in lines] == [False, True, False]
     assert lines[0]["file"] == str(good) and len(lines[0]["predictions"]) == 2
     assert lines[0]["predictions"] == lines[2]["predictions"]
-    expected = predictor(good, top_k=2)
+    expected = Predictor.load(cli_bundle)(good, top_k=2)
     assert [p["label"] for p in lines[0]["predictions"]] == [p["label"] for p in expected]
     assert np.allclose([p["score"] for p in lines[0]["predictions"]], [p["score"] for p in expected], atol=1e-6)
 
@@ -179,12 +223,12 @@ def test_training_says_what_it_left_out_and_when_classes_look_like_sets(tmp_path
     (data / "train" / "high" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnothing")
     result = run_cli("train", data, "--out", tmp_path / "model", "--epochs", "1", "--no-augment", "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"skipped 1 unreadable file(s); listed in {tmp_path / 'model' / 'metadata.json'}" in result.stdout
+    assert f"skipped 1 unreadable file(s); listed in {tmp_path / 'model' / 'metadata.json'}" in result.stderr
     skipped = read_metadata(tmp_path / "model")["data"]["skipped"]
     assert [Path(entry["file"]).name for entry in skipped] == ["broken.wav"] and skipped[0]["reason"]
     pictures = len(list((shape_dataset / "circle").iterdir()))
-    assert f"left out the image files of this audio dataset: pictures/ ({pictures})" in result.stdout
-    assert f"rather than classes (root/<set>/<class>/), stop and give one set, e.g. {data / 'train'}" in result.stdout
+    assert f"left out the image files of this audio dataset: pictures/ ({pictures})" in result.stderr
+    assert f"rather than classes (root/<set>/<class>/), stop and give one set, e.g. {data / 'train'}" in result.stderr
     assert read_metadata(tmp_path / "model")["data"]["other_kind_files"] == {"pictures": pictures}
 
 

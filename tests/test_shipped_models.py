@@ -140,7 +140,9 @@ def test_speaking_into_the_dashboard_microphone(tmp_path):
     """Chromium's fake microphone plays a spoken "yes"; the dashboard on the shipped models hears "yes"."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     from fixtures_data import write_wav
-    from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, fake_media_args, require_chromium, start_voila, stop_process
+    from ui_helpers import require_chromium
+
+    from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, fake_media_args, start_voila, stop_process
 
     require_chromium()
     wav = write_wav(tmp_path / "yes.wav", np.concatenate([np.zeros(4000, np.float32), spoken("yes", seed=5)]))

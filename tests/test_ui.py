@@ -15,17 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ui_fixtures
 from fixtures_data import TONE_CLASSES, shape_image, tone, write_wav
 from PIL import Image
-from ui_fixtures import webm_opus
+from ui_helpers import webm_opus
 
 from app.predict import Predictor
 from app.ui import build_dashboard
 from app.ui.common import MAX_UPLOAD_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
-ui_models = ui_fixtures.ui_models  # session fixture: tones, tones-bare and shapes bundles with samples
 
 
 def upload_value(name: str, data: bytes, mime: str = "", size: int | None = None) -> tuple[dict, ...]:

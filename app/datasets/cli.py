@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.datasets.target_folder import DATA_MARKER, check_target_folder
 from app.paths import DOWNLOADED_SAMPLES_DIR, MODELS_DIR
 from app.staging import replace_when_complete
 
-REPLACE_HELP = "rewrite OUT_DIR if an earlier run of this command made it (it holds a .onepipe-data file naming it)"
-_DOWNLOAD_EPILOG = f"""\
+REPLACE_HELP = f"rewrite OUT_DIR if an earlier run of this command made it (it holds a {DATA_MARKER} file naming it)"
+_DOWNLOAD_EPILOG = """\
 datasets:
   speech-commands       Speech Commands v0.02 training archive (2.4 GB), CC BY 4.0
   speech-commands-v1    Speech Commands v0.01 (1.4 GB), CC BY 4.0
@@ -30,9 +31,9 @@ datasets:
 
 Each becomes DIR/NAME/<class>/<file>. Interrupted downloads resume when run again.
 Dashboard samples: `download cifar10 --samples` keeps 4 CIFAR-10 training images per class (the
-shipped bundle trained on test images, so it never saw them) in
-{DOWNLOADED_SAMPLES_DIR}/cifar10/<class>/, where the dashboard looks for them (CIFAR-10 has
-no offline substitute). Set ONEPIPE_DOWNLOAD_BASE_URL to use a mirror.
+shipped bundle trained on test images, so it never saw them) in the project's
+data/samples/cifar10/<class>/, where the dashboard looks for them (CIFAR-10 has no offline
+substitute). Set ONEPIPE_DOWNLOAD_BASE_URL to use a mirror.
 """
 
 
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Write OUT_DIR/<word>/<voice>_nohash_<n>.wav: 1 s 16 kHz clips of many voices, rates, "
         "pitches, loudness, positions and background noises. Deterministic for a seed.",
     )
-    synth_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    synth_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="a new or empty folder to write")
     synth_parser.add_argument(
         "--words",
         nargs="+",
@@ -74,8 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     download_parser.add_argument(
         "--samples",
         action="store_true",
-        help=f"dashboard samples: keep a few files per class (4 unless --limit-per-class) in "
-        f"{DOWNLOADED_SAMPLES_DIR}/<bundle>/ (mnist, cifar10: training-set images, unseen by the shipped bundles)",
+        help="dashboard samples: keep a few files per class (4 unless --limit-per-class) in the project's "
+        "data/samples/<bundle>/ (mnist, cifar10: training-set images, unseen by the shipped bundles)",
     )
     download_parser.add_argument(
         "--replace", action="store_true", help="replace a dataset folder an earlier download wrote"
@@ -89,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="scikit-learn's handwritten digits as 28x28 PNG class folders (offline)",
         description="Write OUT_DIR/<digit>/*.png: scikit-learn's 1,797 8x8 digits drawn MNIST-style.",
     )
-    digits_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    digits_parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="a new or empty folder to write")
     digits_parser.add_argument("--limit-per-class", type=int, default=None, help="keep only N digits per class")
     digits_parser.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     digits_parser.set_defaults(func=_digits)
@@ -100,9 +101,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Replace <models-dir>/<bundle>/samples/<class>/ for speech-commands, spoken-digits "
         "and mnist with synthesised speech and drawn digits. For cifar10: `data download cifar10 --samples`.",
     )
-    samples_parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=f"default {MODELS_DIR}")
+    samples_parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=MODELS_DIR,
+        help="folder of bundles (default: the project's models/, or $ONEPIPE_MODELS_DIR when set)",
+    )
     samples_parser.add_argument("--per-class", type=int, default=4, help="samples per class (default 4)")
-    samples_parser.add_argument("--seed", type=int, default=0)
+    samples_parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     samples_parser.set_defaults(func=_samples)
     return data
 
@@ -113,43 +119,15 @@ def _print_counts(counts: dict, where: Path) -> None:
     print(json.dumps(counts))
 
 
-MADE_BY_FILE = ".onepipe-data"  # in every folder synth-speech or digits wrote: the command's name
-
-
 @contextmanager
 def _dataset_folder(out_dir: Path, replace: bool, command: str, extension: str) -> Iterator[Path]:
     """A staging folder beside OUT_DIR to write a dataset into; when the block ends without error it becomes
-    OUT_DIR, marked as made by `command`. OUT_DIR must be new or empty, or, with replace, a folder an earlier
-    run of `command` made that holds nothing else than class folders of `extension` files (it is replaced
-    only once the new dataset is complete). On error OUT_DIR is untouched and the staging folder removed."""
-    from app.errors import DatasetError
-
-    out_dir = out_dir.resolve()  # a symlinked folder is replaced where it points
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DatasetError(f"{out_dir} is a file; expected a new or empty folder")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not replace:
-            raise DatasetError(
-                f"{out_dir} is not empty; expected a new folder (or --replace to rewrite an earlier run's)"
-            )
-        marker = out_dir / MADE_BY_FILE
-        if not marker.is_file() or marker.read_text().strip() != command:
-            raise DatasetError(
-                f"{out_dir} was not made by `data {command}` (it has no {MADE_BY_FILE} file naming it); --replace "
-                "rewrites only such a folder, so nothing was deleted: delete it yourself if it is yours to delete"
-            )
-        added = [
-            path
-            for path in out_dir.rglob("*")
-            if (path.is_file() and path != marker and (path.parent == out_dir or path.suffix.lower() != extension))
-            or (path.is_dir() and path.parent != out_dir)
-        ]
-        if added:
-            raise DatasetError(
-                f"{out_dir} holds more than class folders of {extension} files (e.g. {added[0]}); --replace "
-                "rewrites only what this command made, so nothing was deleted"
-            )
-    with replace_when_complete(out_dir, (MADE_BY_FILE, command)) as staging:
+    OUT_DIR, marked as made by `command`. OUT_DIR must be new or empty, or, with replace, one an earlier run of
+    `command` made holding only class folders of `extension` files (app.datasets.target_folder). On error
+    OUT_DIR is untouched and the staging folder removed."""
+    marker = (DATA_MARKER, command)
+    out_dir = check_target_folder(out_dir, marker, command, extension, replace)
+    with replace_when_complete(out_dir, marker) as staging:
         yield staging
 
 

@@ -43,13 +43,17 @@ from PIL import Image
 
 from app.datasets.archives import ARCHIVE_READ_ERRORS, DamagedArchiveError, iter_archive
 from app.datasets.fetch import BASE_URL_VARIABLE, fetch
+from app.datasets.target_folder import DOWNLOAD_MARKER, check_target_folder
 from app.errors import DatasetError, InputError
 from app.paths import DOWNLOADED_SAMPLES_DIR
 from app.staging import replace_when_complete
 
 DEFAULT_DIR = DOWNLOADED_SAMPLES_DIR.parent  # PROJECT_ROOT/data
 CACHE_FOLDER = ".downloads"  # archives and .part files, under the download dir
-MARKER_FILE = ".onepipe-download"  # in every dataset folder this module wrote; only such folders are replaced
+# Files a converter writes beside the class folders: the official held-out lists, and the dataset's licence
+# and readme (any name starting so).
+HELD_OUT_LISTS = ("validation_list.txt", "testing_list.txt")
+LICENCE_PREFIXES = ("LICENSE", "README")
 
 # Publishers' locations. Google publishes no checksums for Speech Commands, GitHub's generated
 # archives have none; the MNIST and CIFAR-10 MD5 sums are the ones their publishers (and
@@ -83,10 +87,20 @@ class DatasetSource:
     licence: str
     # the same for the dashboard's samples, where it differs: files the shipped bundle did not train on
     convert_samples: Callable[[list[Path], Path, int | None], dict[str, int]] | None = None
+    class_file_extension: str = ".wav"  # what convert writes into the class folders
 
 
 # ---------------------------------------------------------------------------------------------
 # Writing class folders
+
+
+def _is_licence_or_readme(name: str) -> bool:
+    return name.upper().startswith(LICENCE_PREFIXES)
+
+
+def _written_beside_classes(name: str) -> bool:
+    """Whether a converter writes a file of this name beside the class folders."""
+    return name in HELD_OUT_LISTS or _is_licence_or_readme(name)
 
 
 def _safe_name(name: str) -> str:
@@ -149,9 +163,9 @@ def _convert_speech_commands(paths: list[Path], root: Path, limit: int | None) -
     for member, file in iter_archive(paths[0]):
         if len(member.parts) == 2 and member.suffix.lower() == ".wav":
             writer.write(member.parts[0], member.parts[1], file)
-        elif len(member.parts) == 1 and member.name in ("validation_list.txt", "testing_list.txt"):
+        elif len(member.parts) == 1 and member.name in HELD_OUT_LISTS:
             lists[member.name] = file.read().decode("utf-8").split()
-        elif len(member.parts) == 1 and member.name.upper().startswith(("LICENSE", "README")):
+        elif len(member.parts) == 1 and _is_licence_or_readme(member.name):
             (root / _safe_name(member.name)).write_bytes(file.read())
     for name, relative_paths in lists.items():
         writer.write_list(name, relative_paths)
@@ -166,7 +180,7 @@ def _convert_fsdd(paths: list[Path], root: Path, limit: int | None) -> dict[str,
             digit = member.name.split("_", 1)[0]
             if digit.isdigit():
                 writer.write(digit, member.name, file)
-        elif len(member.parts) == 2 and member.name.upper().startswith(("LICENSE", "README")):
+        elif len(member.parts) == 2 and _is_licence_or_readme(member.name):
             (root / _safe_name(member.name)).write_bytes(file.read())
     return writer.counts
 
@@ -324,6 +338,7 @@ DATASETS: dict[str, DatasetSource] = {
             licence="CC BY-SA 3.0 (LeCun, Cortes and Burges)",
             # the shipped bundle trained on MNIST's test set: its samples come from the training set
             convert_samples=functools.partial(_convert_mnist, training_set_first=True),
+            class_file_extension=".png",
         ),
         DatasetSource(
             "cifar10",
@@ -334,6 +349,7 @@ DATASETS: dict[str, DatasetSource] = {
             licence="cite Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
             # the shipped bundle trained on CIFAR-10's test set: its samples come from the training set
             convert_samples=functools.partial(_convert_cifar10, training_set_first=True),
+            class_file_extension=".png",
         ),
     )
 }
@@ -383,12 +399,13 @@ def download_dataset(
             mnist and cifar10); None keeps all.
         base_url: fetch from this URL prefix instead of the publisher's (also $ONEPIPE_DOWNLOAD_BASE_URL).
         folder_name: output folder name (default: the dataset name).
-        replace: replace an existing output folder that an earlier download wrote (it holds MARKER_FILE)
-            instead of refusing; a folder of anything else is never deleted.
+        replace: replace an existing output folder that an earlier download of this dataset wrote (it holds
+            a DOWNLOAD_MARKER file naming it, and nothing was added to it) instead of refusing; any other folder
+            is never deleted (app.datasets.target_folder).
         keep_archives: keep the downloaded archives.
         progress: show progress bars.
-        replace_unmarked: with replace, also replace a folder without MARKER_FILE (the dashboard's own
-            samples folder, which earlier versions wrote unmarked).
+        replace_unmarked: with replace, replace the folder whatever it holds, marked or not (the dashboard's
+            own samples folder, which earlier versions wrote unmarked).
 
     Returns:
         Files written per class.
@@ -401,19 +418,16 @@ def download_dataset(
     if limit_per_class is not None and limit_per_class < 1:
         raise InputError(f"received --limit-per-class {limit_per_class}; expected a positive number")
     directory = Path(directory)
-    target = directory / (folder_name or source.name)
-    if target.is_symlink():  # the data goes where the link points; the link stays
-        target = target.resolve()
-    if target.exists() and not target.is_dir():
-        raise DatasetError(f"{target} is a file; expected a folder to put {source.name} in")
-    if target.exists() and any(target.iterdir()):
-        if not replace:
-            raise DatasetError(f"{target} already exists; expected a new folder (remove it or pass --replace)")
-        if not (target / MARKER_FILE).is_file() and not replace_unmarked:
-            raise DatasetError(
-                f"{target} was not written by `data download` (it has no {MARKER_FILE} file); --replace rewrites "
-                "only a dataset this command made, so nothing was deleted: remove it yourself or use another --dir"
-            )
+    marker = (DOWNLOAD_MARKER, source.name)
+    target = check_target_folder(  # a link is followed: the data goes where it points, the link stays
+        directory / (folder_name or source.name),
+        marker,
+        f"download {source.name}",
+        source.class_file_extension,
+        replace,
+        top_level_file=_written_beside_classes,
+        rewrite_any=replace_unmarked,
+    )
     cache = directory / CACHE_FOLDER
     paths = [
         fetch(
@@ -425,7 +439,7 @@ def download_dataset(
         )
         for remote in source.files
     ]
-    with replace_when_complete(target, (MARKER_FILE, source.name)) as staging:
+    with replace_when_complete(target, marker) as staging:
         try:
             counts = source.convert(paths, staging, limit_per_class)
         except (DamagedArchiveError, *ARCHIVE_READ_ERRORS) as error:  # members are read outside iter_archive

@@ -7,7 +7,6 @@ finished file is checked against the publisher's digest, if one is given.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 from pathlib import Path
 from urllib.error import HTTPError, URLError
@@ -16,6 +15,7 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from app.errors import DatasetError
+from app.hashing import file_digest
 
 BASE_URL_VARIABLE = "ONEPIPE_DOWNLOAD_BASE_URL"  # a mirror's URL prefix, used instead of the publishers'
 _CHUNK_BYTES = 1 << 20
@@ -157,10 +157,7 @@ def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | 
     for algorithm, expected in (("md5", md5), ("sha256", sha256)):
         if expected is None:
             continue
-        digest = hashlib.new(algorithm)
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(_CHUNK_BYTES), b""):
-                digest.update(block)
-        if digest.hexdigest() != expected.lower():
-            return f"expected {algorithm} {expected}, received {digest.hexdigest()}"
+        received = file_digest(path, algorithm)
+        if received != expected.lower():
+            return f"expected {algorithm} {expected}, received {received}"
     return None

@@ -9,10 +9,12 @@
   few CIFAR-10 training images (unseen by the shipped bundle) in
   app.paths.DOWNLOADED_SAMPLES_DIR/cifar10/<class>/, where the dashboard looks.
 
-Only bundle folders that already exist get samples. Example:
-    >>> from app.datasets.samples import write_samples
-    >>> write_samples()  # doctest: +SKIP
-    {'mnist': {'0': 4, ...}, 'speech-commands': {...}, 'spoken-digits': {...}}
+Only bundle folders that already exist get samples. Example (`write_samples()` writes into app.paths.MODELS_DIR):
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as models:
+    ...     (pathlib.Path(models) / "mnist").mkdir()
+    ...     write_samples(models, per_class=1)
+    {'mnist': {'0': 1, '1': 1, '2': 1, '3': 1, '4': 1, '5': 1, '6': 1, '7': 1, '8': 1, '9': 1}}
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from app.centering import center_digit
 from app.datasets import synth
-from app.datasets.digits import center_in_frame, digit_image
+from app.datasets.digits import digit_image
+from app.datasets.wav_files import write_wav
 from app.paths import MODELS_DIR, SAMPLES_FOLDER
 from app.staging import replace_when_complete
 
@@ -60,24 +64,17 @@ SAMPLE_RATE = 16000  # Hz
 
 def _speech_sample(text: str, voice_index: int, seed: int) -> tuple[str, np.ndarray]:
     """(file stem, int16 (16000,)) for one clear, lightly noisy spoken word."""
-    random = np.random.default_rng([seed, synth.stable_number(text), voice_index])
+    rng = np.random.default_rng([seed, synth.stable_number(text), voice_index])
     language, variant = SAMPLE_VOICES[voice_index % len(SAMPLE_VOICES)]
     voice = synth.Voice(
         language,
         variant,
-        rate=int(random.integers(150, 186)),
-        pitch=int(random.integers(35, 66)),
-        pitch_range=int(random.integers(40, 71)),
+        rate=int(rng.integers(150, 186)),
+        pitch=int(rng.integers(35, 66)),
+        pitch_range=int(rng.integers(40, 71)),
     )
-    samples = synth.synthesize_word(text, voice, random, SAMPLE_RATE, signal_to_noise_range=(20.0, 40.0))
+    samples = synth.synthesize_word(text, voice, rng, SAMPLE_RATE, signal_to_noise_range=(20.0, 40.0))
     return voice.speaker_id, samples
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    from scipy.io import wavfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wavfile.write(path, SAMPLE_RATE, samples)
 
 
 def speech_commands_samples(samples_dir: Path, per_class: int = 4, seed: int = 0) -> dict[str, int]:
@@ -86,16 +83,16 @@ def speech_commands_samples(samples_dir: Path, per_class: int = 4, seed: int = 0
     for class_index, label in enumerate(SPEECH_COMMANDS_LABELS):
         for number in range(per_class):
             speaker, samples = _speech_sample(label, class_index + number, seed)
-            _write_wav(samples_dir / label / f"{label}-{number + 1}-{speaker}.wav", samples)
+            write_wav(samples_dir / label / f"{label}-{number + 1}-{speaker}.wav", SAMPLE_RATE, samples)
         counts[label] = per_class
     for number in range(per_class):
         word = UNKNOWN_WORDS[(seed + number) % len(UNKNOWN_WORDS)]
         speaker, samples = _speech_sample(word, number, seed)
-        _write_wav(samples_dir / "_unknown_" / f"{word}-{number + 1}-{speaker}.wav", samples)
+        write_wav(samples_dir / "_unknown_" / f"{word}-{number + 1}-{speaker}.wav", SAMPLE_RATE, samples)
     counts["_unknown_"] = per_class
     for number in range(per_class):
         samples = synth.synthesize_silence(np.random.default_rng([seed, number]), SAMPLE_RATE)
-        _write_wav(samples_dir / synth.SILENCE_LABEL / f"noise-{number + 1}.wav", samples)
+        write_wav(samples_dir / synth.SILENCE_LABEL / f"noise-{number + 1}.wav", SAMPLE_RATE, samples)
     counts[synth.SILENCE_LABEL] = per_class
     return counts
 
@@ -106,12 +103,12 @@ def spoken_digits_samples(samples_dir: Path, per_class: int = 4, seed: int = 0) 
     for digit, word in enumerate(DIGIT_WORDS):
         for number in range(per_class):
             speaker, samples = _speech_sample(word, digit + number, seed)
-            _write_wav(samples_dir / str(digit) / f"{word}-{number + 1}-{speaker}.wav", samples)
+            write_wav(samples_dir / str(digit) / f"{word}-{number + 1}-{speaker}.wav", SAMPLE_RATE, samples)
         counts[str(digit)] = per_class
     return counts
 
 
-def font_digit(digit: int, random: np.random.Generator) -> np.ndarray:
+def font_digit(digit: int, rng: np.random.Generator) -> np.ndarray:
     """A digit drawn with Pillow's bundled font, randomly thickened and tilted, MNIST-style.
 
     Returns:
@@ -125,11 +122,11 @@ def font_digit(digit: int, random: np.random.Generator) -> np.ndarray:
         fill=255,
         font=font,
         anchor="mm",
-        stroke_width=int(random.integers(0, 3)),  # MNIST pen strokes are about 1/8 of the digit height
+        stroke_width=int(rng.integers(0, 3)),  # MNIST pen strokes are about 1/8 of the digit height
         stroke_fill=255,
     )
-    canvas = canvas.rotate(float(random.uniform(-12, 12)), resample=Image.Resampling.BILINEAR)
-    return center_in_frame(np.asarray(canvas))
+    canvas = canvas.rotate(float(rng.uniform(-12, 12)), resample=Image.Resampling.BILINEAR)
+    return center_digit(np.asarray(canvas))
 
 
 def mnist_samples(samples_dir: Path, per_class: int = 4, seed: int = 0) -> dict[str, int]:
@@ -137,14 +134,14 @@ def mnist_samples(samples_dir: Path, per_class: int = 4, seed: int = 0) -> dict[
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    random = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)
     counts = {}
     for digit in range(10):
         handwritten = per_class  # real handwriting; font digits only if scikit-learn had too few
         indices = np.flatnonzero(digits.target == digit)
-        chosen = random.choice(indices, size=min(handwritten, indices.size), replace=False)
+        chosen = rng.choice(indices, size=min(handwritten, indices.size), replace=False)
         images = [(f"handwritten-{index:04d}", digit_image(digits.images[index])) for index in sorted(chosen)]
-        images += [(f"font-{number + 1}", font_digit(digit, random)) for number in range(per_class - len(images))]
+        images += [(f"font-{number + 1}", font_digit(digit, rng)) for number in range(per_class - len(images))]
         for stem, pixels in images:
             path = samples_dir / str(digit) / f"{stem}.png"
             path.parent.mkdir(parents=True, exist_ok=True)

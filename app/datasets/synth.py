@@ -9,9 +9,10 @@ hashes the part before `_nohash_` keeps each synthetic speaker on one side, as i
 eSpeak NG is not thread-safe: one engine per process, used under a lock, clips made one by one.
 
 Example:
-    >>> from app.datasets.synth import synthesize_dataset
-    >>> synthesize_dataset("data/synthetic", words=["yes", "no"], per_class=10, seed=0)  # doctest: +SKIP
-    {'yes': 10, 'no': 10}
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     synthesize_dataset(folder, words=["yes", "no"], per_class=2, seed=0, progress=False)
+    {'yes': 2, 'no': 2}
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy.io import wavfile
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+from app.audio import loudest_window_start
+from app.datasets.wav_files import write_wav
 from app.errors import InputError
 from app.noise import NOISE_KINDS, add_at_snr, make_noise
 
@@ -207,14 +209,14 @@ def english_voices() -> list[tuple[str, str]]:
     return [(language, variant) for language in ENGLISH_LANGUAGES for variant in VOICE_VARIANTS]
 
 
-def random_voice(language: str, variant: str, random: np.random.Generator) -> Voice:
+def random_voice(language: str, variant: str, rng: np.random.Generator) -> Voice:
     """A voice with random rate (130–240 wpm), pitch (15–85) and pitch range (10–90)."""
     return Voice(
         language=language,
         variant=variant,
-        rate=int(random.integers(130, 241)),
-        pitch=int(random.integers(15, 86)),
-        pitch_range=int(random.integers(10, 91)),
+        rate=int(rng.integers(130, 241)),
+        pitch=int(rng.integers(15, 86)),
+        pitch_range=int(rng.integers(10, 91)),
     )
 
 
@@ -238,14 +240,13 @@ def trim_silence(waveform: np.ndarray, threshold: float = 0.02) -> np.ndarray:
     return waveform[loud[0] : loud[-1] + 1]
 
 
-def place_in_window(speech: np.ndarray, window_samples: int, random: np.random.Generator) -> np.ndarray:
+def place_in_window(speech: np.ndarray, window_samples: int, rng: np.random.Generator) -> np.ndarray:
     """Put (samples,) speech at a random offset in a silent window; too long speech keeps its loudest part."""
     window = np.zeros(window_samples, dtype=np.float32)
     if speech.size > window_samples:
-        energy = np.concatenate([[0.0], np.cumsum(speech.astype(np.float64) ** 2)])
-        start = int(np.argmax(energy[window_samples:] - energy[:-window_samples]))
+        start = loudest_window_start(speech, window_samples)
         speech = speech[start : start + window_samples]
-    offset = int(random.integers(0, window_samples - speech.size + 1))
+    offset = int(rng.integers(0, window_samples - speech.size + 1))
     window[offset : offset + speech.size] = speech
     return window
 
@@ -254,25 +255,26 @@ def _decibels_to_gain(decibels: float) -> float:
     return float(10.0 ** (decibels / 20.0))
 
 
-def mix_noise(
+def add_generated_background_noise(
     clip: np.ndarray,
-    random: np.random.Generator,
+    rng: np.random.Generator,
     sample_rate: int,
     signal_to_noise_range: tuple[float, float] = (0.0, 40.0),
 ) -> np.ndarray:
-    """Add random background noise to a clip (samples,), or none one time in four.
+    """A clip (samples,) plus generated background noise of a random kind (white, pink, brown or hum) at a
+    random signal-to-noise ratio; one time in four the clip is returned as it is.
 
     Args:
         clip: float waveform (samples,).
-        random: the random generator.
+        rng: the random generator.
         sample_rate: Hz.
         signal_to_noise_range: (lowest, highest) ratio of the clip's RMS to the noise's, in dB.
     """
-    if random.random() < 0.25:
+    if rng.random() < 0.25:
         return clip
-    kind = str(random.choice(NOISE_KINDS))
-    noise = make_noise(kind, clip.size, random, sample_rate)
-    return add_at_snr(clip, noise, random.uniform(*signal_to_noise_range))
+    kind = str(rng.choice(NOISE_KINDS))
+    noise = make_noise(kind, clip.size, rng, sample_rate)
+    return add_at_snr(clip, noise, rng.uniform(*signal_to_noise_range))
 
 
 def to_pcm16(waveform: np.ndarray) -> np.ndarray:
@@ -286,7 +288,7 @@ def to_pcm16(waveform: np.ndarray) -> np.ndarray:
 def synthesize_word(
     word: str,
     voice: Voice,
-    random: np.random.Generator,
+    rng: np.random.Generator,
     sample_rate: int = 16000,
     clip_seconds: float = 1.0,
     signal_to_noise_range: tuple[float, float] = (0.0, 40.0),
@@ -296,7 +298,7 @@ def synthesize_word(
     Args:
         word: what to say.
         voice: accent, variant, rate and pitch.
-        random: the random generator (speed, loudness, position, noise, eSpeak's seed).
+        rng: the random generator (speed, loudness, position, noise, eSpeak's seed).
         sample_rate: Hz of the result.
         clip_seconds: window length.
         signal_to_noise_range: (lowest, highest) speech-to-noise ratio in dB.
@@ -305,17 +307,17 @@ def synthesize_word(
         int16 waveform (sample_rate × clip_seconds,).
     """
     speech_engine = engine()
-    speech = trim_silence(speech_engine.speak(word, voice, seed=int(random.integers(0, 2**31))))
-    speed = float(random.uniform(0.9, 1.12))
+    speech = trim_silence(speech_engine.speak(word, voice, seed=int(rng.integers(0, 2**31))))
+    speed = float(rng.uniform(0.9, 1.12))
     speech = change_rate(speech, speech_engine.sample_rate, sample_rate, speed)
     rms = np.sqrt(np.mean(speech.astype(np.float64) ** 2)) if speech.size else 0.0
-    loudness = random.uniform(-34.0, -12.0)  # dBFS RMS of the speech
+    loudness = rng.uniform(-34.0, -12.0)  # dBFS RMS of the speech
     speech = speech * (_decibels_to_gain(loudness) / max(rms, 1e-9))
-    clip = place_in_window(speech, round(sample_rate * clip_seconds), random)
-    return to_pcm16(mix_noise(clip, random, sample_rate, signal_to_noise_range))
+    clip = place_in_window(speech, round(sample_rate * clip_seconds), rng)
+    return to_pcm16(add_generated_background_noise(clip, rng, sample_rate, signal_to_noise_range))
 
 
-def synthesize_silence(random: np.random.Generator, sample_rate: int = 16000, clip_seconds: float = 1.0) -> np.ndarray:
+def synthesize_silence(rng: np.random.Generator, sample_rate: int = 16000, clip_seconds: float = 1.0) -> np.ndarray:
     """A `_silence_` clip: one or two generated noises from -75 to -25 dBFS RMS.
 
     Returns:
@@ -323,23 +325,16 @@ def synthesize_silence(random: np.random.Generator, sample_rate: int = 16000, cl
     """
     sample_count = round(sample_rate * clip_seconds)
     clip = np.zeros(sample_count, dtype=np.float32)
-    for _ in range(int(random.integers(1, 3))):
-        kind = str(random.choice(NOISE_KINDS))
-        level = _decibels_to_gain(random.uniform(-75.0, -25.0))
-        clip += level * make_noise(kind, sample_count, random, sample_rate)
+    for _ in range(int(rng.integers(1, 3))):
+        kind = str(rng.choice(NOISE_KINDS))
+        level = _decibels_to_gain(rng.uniform(-75.0, -25.0))
+        clip += level * make_noise(kind, sample_count, rng, sample_rate)
     return to_pcm16(clip)
 
 
 def stable_number(text: str) -> int:
     """A number from text that is the same in every process (unlike hash())."""
     return zlib.crc32(text.encode("utf-8"))
-
-
-def _write_wav(path: Path, sample_rate: int, samples: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    wavfile.write(temporary, sample_rate, samples)
-    temporary.replace(path)
 
 
 def synthesize_class(
@@ -376,22 +371,22 @@ def synthesize_class(
     """
     stream = stable_number(f"{label}/{text}") if share_label else stable_number(label)
     prefix = f"{text}_" if share_label else ""
-    random = np.random.default_rng([seed, stream])
+    rng = np.random.default_rng([seed, stream])
     voices = list(voices or english_voices())
-    order = random.permutation(len(voices))
+    order = rng.permutation(len(voices))
     class_dir = Path(out_dir) / label
     written = []
     for index in range(count):
-        clip_random = np.random.default_rng([seed, stream, index])
+        clip_rng = np.random.default_rng([seed, stream, index])
         if label == SILENCE_LABEL:
-            samples = synthesize_silence(clip_random, sample_rate)
+            samples = synthesize_silence(clip_rng, sample_rate)
             path = class_dir / f"noise{index:05d}_nohash_0.wav"
         else:
             language, variant = voices[order[index % len(voices)]]
-            voice = random_voice(language, variant, clip_random)
-            samples = synthesize_word(text or label, voice, clip_random, sample_rate)
+            voice = random_voice(language, variant, clip_rng)
+            samples = synthesize_word(text or label, voice, clip_rng, sample_rate)
             path = class_dir / f"{prefix}{voice.speaker_id}_nohash_{index // len(voices)}.wav"
-        _write_wav(path, sample_rate, samples)
+        write_wav(path, sample_rate, samples)
         written.append(path)
         if on_clip:
             on_clip()

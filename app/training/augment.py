@@ -18,12 +18,12 @@ import scipy.signal
 from app.audio import fit_window, hertz_to_mel, mel_to_hertz
 from app.config import AudioConfig
 from app.noise import BROADBAND_KINDS, add_at_snr, make_noise
-from app.views import shift_frames
+from app.views import shift_frames, shift_with_fill
 
 OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
 
 
-def mix_noise(
+def add_recorded_or_generated_noise(
     rng: np.random.Generator, waveform: np.ndarray, noise_bank: list[np.ndarray], snr_db: float, sample_rate: int
 ) -> np.ndarray:
     """The (samples,) waveform at sample_rate Hz plus, at snr_db dB, a random excerpt of the noise bank
@@ -74,13 +74,10 @@ def waveform_variant(
     up, down = 100, int(round(100 * rate))
     changed = scipy.signal.resample_poly(waveform, up, down).astype(np.float32)
     shift = int(rng.integers(-config.clip_samples // 8, config.clip_samples // 8 + 1))
-    changed = np.roll(fit_window(changed, config), shift)
-    if shift > 0:
-        changed[:shift] = 0.0
-    elif shift < 0:
-        changed[shift:] = 0.0
+    changed = shift_with_fill(fit_window(changed, config), shift, 0.0)  # silence where the clip moved away
     if rng.random() < 0.8:
-        changed = mix_noise(rng, changed, noise_bank, float(rng.uniform(0.0, 30.0)), config.sample_rate)
+        snr_db = float(rng.uniform(0.0, 30.0))
+        changed = add_recorded_or_generated_noise(rng, changed, noise_bank, snr_db, config.sample_rate)
     changed *= rng.uniform(0.05, 1.0) / (np.max(np.abs(changed)) + 1e-9)
     if rng.random() < OPUS_FRACTION:
         changed = opus_round_trip(changed, config.sample_rate)

@@ -1,4 +1,7 @@
-"""Bundles and their example files for the dashboard, with one cached Predictor per bundle."""
+"""The dashboard's side of bundles: what the pickers show, example files, one cached Predictor per bundle.
+
+Finding and reading bundles is app.bundle's job; this module adds what only the dashboard needs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
+from app.bundle import find_bundles
 from app.config import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 
 _PREDICTORS: dict[tuple[str, int], object] = {}
@@ -27,16 +31,13 @@ class BundleInfo:
 
 
 def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleInfo]:
-    """Bundles of one kind ("audio" or "image") under `models_dir` with their class names: those with
-    example files first, then by name."""
-    import json
-
+    """Bundles of one kind ("audio" or "image") under `models_dir` (default app.paths.MODELS_DIR) with their
+    class names: those with example files first, then by name. Damaged bundles are left out."""
     infos = []
-    for bundle_dir in paths.list_bundles(kind, Path(models_dir or paths.MODELS_DIR)):
+    for bundle_dir, metadata in find_bundles(kind, models_dir or paths.MODELS_DIR, required=("class_names",)).items():
         try:
-            metadata = json.loads((bundle_dir / paths.METADATA_FILE).read_text())
             class_names = tuple(str(name) for name in metadata["class_names"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except TypeError:  # not a list of names: a damaged bundle
             continue
         infos.append(BundleInfo(bundle_dir.name, bundle_dir, kind, class_names))
     # Bundles with example files first, so the dashboard opens on something to try.

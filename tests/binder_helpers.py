@@ -23,7 +23,8 @@ from urllib.request import urlopen
 import numpy as np
 from fixtures_data import tone
 from scipy.io import wavfile
-from ui_fixtures import stop_process
+
+from benchmarks.browser_harness import stop_process
 
 # ---------------------------------------------------------------------------------------------
 # The repository as Binder gets it

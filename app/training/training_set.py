@@ -1,0 +1,64 @@
+"""The examples a model fits on: the training split, the extra training-only folders (e.g. synthetic speech)
+and, for audio with augmentation, waveform variants of the training clips."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.class_folders import Dataset, find_dataset
+from app.config import AudioConfig, ImageConfig, TrainConfig
+from app.errors import DatasetError
+from app.features import extract_features
+from app.training.messages import first_names
+from app.training.variants import waveform_variants
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Features and labels to fit on, and where the extra ones came from."""
+
+    features: np.ndarray  # (n, time, n_mels) float32 spectrograms or (n, height, width, channels) uint8 images
+    labels: np.ndarray  # (n,) class indices
+    extra_summary: dict[str, dict[str, int]]  # {resolved extra folder: {class name: files}}
+
+
+def build_training_set(
+    dataset: Dataset,
+    train_indices: list[int],
+    train_arrays: tuple[np.ndarray, np.ndarray],
+    preprocessing: AudioConfig | ImageConfig,
+    train_config: TrainConfig,
+    extra_train_dirs: Sequence[str | Path],
+    extra_folder_classes: dict[str, str],
+    cache_dir: Path | None,
+    progress: bool,
+) -> TrainingSet:
+    """The training split's (features, labels), then each extra training folder's (folders named otherwise
+    read as the class `extra_folder_classes` gives), then the waveform variants.
+
+    Raises:
+        DatasetError: an extra folder has no class folder of the dataset's classes with files of its kind.
+    """
+    features, labels = [train_arrays[0]], [train_arrays[1]]
+    extra_summary = {}
+    for extra_dir in extra_train_dirs:
+        extra = find_dataset(extra_dir, dataset.kind, list(dataset.class_names), extra_folder_classes)
+        if not extra.files:
+            raise DatasetError(
+                f"no class folder of {extra_dir} matches a class of {dataset.root} "
+                f"({first_names(dataset.class_names)}) "
+                f"with {dataset.kind} files"
+            )
+        extraction = extract_features(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
+        features.append(extraction.arrays)
+        labels.append(np.asarray(extra.labels, dtype=np.int64)[extraction.kept])
+        extra_summary[str(Path(extra_dir).resolve())] = extra.counts()
+    if dataset.kind == "audio" and train_config.augment and train_config.augment_copies > 0:
+        variants, variant_labels = waveform_variants(dataset, train_indices, preprocessing, train_config, progress)
+        features.append(variants)
+        labels.append(variant_labels)
+    return TrainingSet(np.concatenate(features), np.concatenate(labels), extra_summary)

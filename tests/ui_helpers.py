@@ -1,0 +1,47 @@
+"""Helpers for the dashboard tests: media as a browser sends or plays them, and the Chromium check.
+
+The `ui_models` fixture lives in conftest.py; Voila and Chromium's flags in benchmarks/browser_harness.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.browser_harness import CHROMIUM
+
+
+def webm_opus(waveform: np.ndarray, sample_rate: int = 16000) -> bytes:
+    """A mono float waveform encoded as WebM/Opus at 48 kHz, as a browser's MediaRecorder sends it."""
+    from app.training.augment import encode_webm_opus
+
+    return encode_webm_opus(waveform, sample_rate)
+
+
+def write_y4m(image: Image.Image, path: Path, size: tuple[int, int] = (320, 240), frames: int = 10) -> Path:
+    """A Y4M video (4:2:0) of one still picture, for Chromium's --use-file-for-fake-video-capture."""
+    width, height = size
+    frame = image.convert("RGB").resize(size, Image.Resampling.NEAREST).convert("YCbCr")
+    y, cb, cr = (np.asarray(plane, dtype=np.uint8) for plane in frame.split())
+    half = (width // 2, height // 2)
+    u = np.asarray(Image.fromarray(cb).resize(half, Image.Resampling.BILINEAR), dtype=np.uint8)
+    v = np.asarray(Image.fromarray(cr).resize(half, Image.Resampling.BILINEAR), dtype=np.uint8)
+    with open(path, "wb") as handle:
+        handle.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            handle.write(b"FRAME\n" + y.tobytes() + u.tobytes() + v.tobytes())
+    return path
+
+
+def require_chromium(module: bool = False) -> None:
+    """Skip a browser test (or a whole module) where Debian's chromium is missing, except on CI, which must
+    run them all."""
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is not installed; `make chromium` installs Debian's package", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=module)

@@ -1,10 +1,11 @@
 """OnePipe: one pipeline from a labelled folder of audio clips or images to a CNN and a dashboard.
 
 Example:
+    >>> from app.paths import MODELS_DIR
     >>> from app.predict import Predictor
-    >>> predictor = Predictor.load("models/spoken-digits")  # doctest: +SKIP
-    >>> predictor("clip.wav", top_k=3)  # doctest: +SKIP
-    [{'label': '7', 'score': 0.97}, ...]
+    >>> predictor = Predictor.load(MODELS_DIR / "spoken-digits")
+    >>> predictor(MODELS_DIR / "spoken-digits/samples/7/seven-2-espeak-en-us-m3.wav", top_k=1)
+    [{'label': '7', 'score': 0.98...}]
 """
 
 __version__ = "0.1.0"

@@ -7,10 +7,19 @@ file keeps its set as the dataset grows. `validation_list.txt` and `testing_list
 set; a set without a list is still drawn by the hash from the unlisted files.
 
 Example:
-    >>> from app.class_folders import find_dataset
-    >>> dataset = find_dataset("data/speech_commands")  # doctest: +SKIP
-    >>> dataset.class_names[:3], dataset.kind  # doctest: +SKIP
-    (['_silence_', '_unknown_', 'down'], 'audio')
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("yes/ab12cd34_nohash_0.wav", "yes/ab12cd34_nohash_1.wav", "no/ef56ab78_nohash_0.wav"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     _ = (root / name).write_bytes(b"")
+    >>> dataset = find_dataset(root)
+    >>> dataset.class_names, dataset.kind, dataset.counts()
+    (('no', 'yes'), 'audio', {'no': 1, 'yes': 2})
+    >>> speaker_key(Path("yes/ab12cd34_nohash_1.wav"))
+    'ab12cd34'
+    >>> which_set(Path("yes/ab12cd34_nohash_0.wav"), 10, 10) == which_set(Path("no/ab12cd34_nohash_5.wav"), 10, 10)
+    True
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Only this package imports ipywidgets, ipywebrtc and IPython.
 
 Example:
     >>> from app.ui import build_dashboard
-    >>> dashboard = build_dashboard()  # doctest: +SKIP
+    >>> dashboard = build_dashboard()
+    >>> dashboard.tabs.titles
+    ('Audio', 'Images')
 """
 
 from app.ui.dashboard import build_dashboard

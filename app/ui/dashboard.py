@@ -2,7 +2,9 @@
 
 Example (in a notebook or Voila):
     >>> from app.ui import build_dashboard
-    >>> build_dashboard()  # doctest: +SKIP
+    >>> dashboard = build_dashboard()
+    >>> dashboard.tabs.titles
+    ('Audio', 'Images')
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Audio: decode any common format, mix to mono, resample, cut a window, compute a log-mel spectrogram.
 
 Plain PCM/float WAV is read with SciPy (fast path); everything else (FLAC, OGG/Opus, MP3, M4A,
-WebM/Opus as browsers record) is decoded by FFmpeg through PyAV. The spectrogram is NumPy/SciPy
-only, so serving never needs TensorFlow.
+WebM/Opus as browsers record) is decoded by FFmpeg through PyAV, which may open only the audio formats of
+AUDIO_DEMUXERS, from memory: FFmpeg also reads SDP session descriptions (which open network sockets), playlists
+and concat lists (which read other files) and devices, and those are refused before anything is opened. What a
+header declares (rate, channels, length) is checked against app.limits before the samples are decoded. The
+spectrogram is NumPy/SciPy only, so serving never needs TensorFlow.
 
 A path, the file's bytes or a waveform array all work. Example:
     >>> import io
@@ -21,6 +24,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -29,13 +33,23 @@ import scipy.io.wavfile
 
 from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig
 from app.errors import InputError, UndecodableError
+from app.limits import check_audio_size
 from app.sources import Source, describe_source, read_source_bytes
 
-EXPECTED_AUDIO = "expected audio: wav, flac, ogg, opus, mp3, m4a, webm"
+EXPECTED_AUDIO = "expected audio: wav, flac, ogg, opus, mp3, m4a, aac, webm, aiff"
 AudioSource = Source
 MIN_DECODED_SECONDS = 0.05  # shorter input holds no word (the model would answer anyway)
 # Compressed formats decode slightly longer than they were made (encoder padding): allowed past max_seconds.
 PADDING_TOLERANCE_SECONDS = 0.1
+# The FFmpeg demuxers PyAV may use, by FFmpeg's names: "mov" reads mp4 and m4a, "matroska" webm, "aac" ADTS
+# streams, "ogg" Opus and Vorbis. FFmpeg refuses any other format it recognises before opening it.
+AUDIO_DEMUXERS = ("wav", "flac", "ogg", "mp3", "mov", "aac", "matroska", "aiff")
+NO_PROTOCOLS = "none"  # no FFmpeg protocol has this name: a demuxer may open no other file or URL
+# WAV format tags of uncompressed samples, whose length the header gives: PCM, IEEE float, extensible.
+UNCOMPRESSED_WAV_TAGS = (1, 3, 0xFFFE)
+# A resampling ratio in lowest terms above this (as between 383,999 and 16,000 Hz) would need a filter of
+# millions of taps; such a ratio is replaced by the nearest one within it (see resampling_ratio).
+MAX_RESAMPLING_TERM = 2**14
 
 
 class _DamagedWav(Exception):
@@ -72,6 +86,7 @@ def decode_audio(source: AudioSource, sample_rate: int, max_seconds: float = 60.
 
 def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray | None:
     """SciPy's WAV reader for PCM and float WAV; None for WAV codecs it does not know (PyAV then)."""
+    _check_declared_length(data, max_seconds, source)
     samples = _canonical_pcm16(data, max_seconds)
     if samples is not None:  # the common case (Speech Commands, FSDD, most recorders): no parsing needed
         file_rate, channels = struct.unpack_from("<I", data, 24)[0], samples.shape[1]
@@ -105,6 +120,51 @@ def _decode_wav(data: bytes, sample_rate: int, max_seconds: float, source: Audio
             f"{describe_source(source)} lasts {samples.shape[0] / file_rate:.0f} s; the limit is {max_seconds:.0f} s"
         )
     return _finish(resample(_to_mono_float(samples), file_rate, sample_rate), source, sample_rate)
+
+
+def _check_declared_length(data: bytes, max_seconds: float, source: AudioSource) -> None:
+    """InputError, before any sample is read, for an uncompressed WAV whose header declares an impossible rate, more
+    than `max_seconds` or more samples than app.limits allows (see declared_wav_length)."""
+    declared = declared_wav_length(data)
+    if declared is None:
+        return
+    frames, channels, file_rate = declared
+    _check_rate(file_rate, source)
+    if frames > max_seconds * file_rate:
+        seconds = frames / file_rate
+        raise InputError(f"{describe_source(source)} lasts {seconds:.0f} s; the limit is {max_seconds:.0f} s")
+    check_audio_size(frames, channels, file_rate, describe_source(source))
+
+
+def declared_wav_length(data: bytes) -> tuple[int, int, int] | None:
+    """(frames, channels, sample rate) of an uncompressed RIFF/WAVE file, from its fmt chunk and the size of its
+    data chunk (the bytes that follow it when that size is 0 or beyond the end, as a streaming recorder leaves it);
+    None for compressed or unreadable headers.
+
+    Example:
+        >>> import scipy.io.wavfile
+        >>> wav = io.BytesIO()
+        >>> scipy.io.wavfile.write(wav, 8000, np.zeros((4000, 2), np.int16))  # 0.5 s of stereo
+        >>> declared_wav_length(wav.getvalue())
+        (4000, 2, 8000)
+    """
+    offset, layout = 12, None
+    while offset + 8 <= len(data):
+        chunk, size = data[offset : offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        body = offset + 8
+        if chunk == b"fmt " and size >= 16 and body + 16 <= len(data):
+            tag, channels, file_rate, _, block_align, bits = struct.unpack_from("<HHIIHH", data, body)
+            if tag not in UNCOMPRESSED_WAV_TAGS or channels == 0 or block_align != channels * -(-bits // 8):
+                return None
+            layout = channels, file_rate, block_align
+        elif chunk == b"data":
+            if layout is None:
+                return None
+            channels, file_rate, block_align = layout
+            available = len(data) - body
+            return (available if size == 0 or size > available else size) // block_align, channels, file_rate
+        offset = body + size + (size & 1)
+    return None
 
 
 def _check_rate(file_rate: int, source: AudioSource) -> None:
@@ -146,15 +206,18 @@ def _to_mono_float(samples: np.ndarray) -> np.ndarray:
 
 def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source: AudioSource) -> np.ndarray:
     """Decode with FFmpeg (PyAV), which also resamples; channels are averaged to mono here, as for WAV
-    (FFmpeg's own downmix adds stereo channels at +3 dB, which would clip loud recordings)."""
+    (FFmpeg's own downmix adds stereo channels at +3 dB, which would clip loud recordings). The decoded length is
+    checked as it grows."""
     import av  # PyAV loads FFmpeg's libraries; imported on first use only
 
     max_samples = int(max_seconds * sample_rate)
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with _open_container(data, source) as container:
             if not container.streams.audio:
                 raise UndecodableError(f"{describe_source(source)} has no audio stream; {EXPECTED_AUDIO}")
             stream = container.streams.audio[0]
+            if stream.codec_context.sample_rate:  # 0 when only decoding tells
+                _check_rate(stream.codec_context.sample_rate, source)
             resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # planar: (channels, samples)
             chunks: list[np.ndarray] = []
             total = 0
@@ -181,6 +244,48 @@ def _decode_with_pyav(data: bytes, sample_rate: int, max_seconds: float, source:
     return _finish(waveform.astype(np.float32, copy=False), source, sample_rate)
 
 
+def _open_container(data: bytes, source: AudioSource):
+    """A PyAV input container on `data`: only the formats of AUDIO_DEMUXERS open, from memory, with no other file
+    or URL, and while the streams are probed only audio decoders run (a cover picture is not decoded).
+
+    Raises:
+        UndecodableError: another format, or none FFmpeg knows.
+    """
+    import av
+
+    try:
+        return av.open(io.BytesIO(data), mode="r", container_options=_container_options(), metadata_errors="replace")
+    except (av.FFmpegError, ValueError, OSError):
+        raise UndecodableError(
+            f"{describe_source(source)} could not be decoded as audio (not a recognised audio format); {EXPECTED_AUDIO}"
+        ) from None
+
+
+def _container_options() -> dict[str, str]:
+    """FFmpeg options for opening: the AUDIO_DEMUXERS, no protocol, audio decoders only while probing."""
+    return {
+        "format_whitelist": ",".join(AUDIO_DEMUXERS),
+        "protocol_whitelist": NO_PROTOCOLS,
+        "codec_whitelist": ",".join(_audio_decoders()),
+    }
+
+
+@lru_cache(maxsize=1)
+def _audio_decoders() -> tuple[str, ...]:
+    """The names of the audio decoders of PyAV's FFmpeg."""
+    import av
+
+    names = set()
+    for name in av.codecs_available:
+        try:
+            codec = av.Codec(name, "r")
+        except (av.FFmpegError, ValueError):  # an encoder only
+            continue
+        if codec.type == "audio":
+            names.add(codec.name)
+    return tuple(sorted(names))
+
+
 def _finish(waveform: np.ndarray, source: AudioSource, sample_rate: int) -> np.ndarray:
     """The decoded (samples,) waveform at `sample_rate`, checked (samples, finite, long enough) and clipped
     to [-1, 1]."""
@@ -202,14 +307,31 @@ def _check_length(waveform: np.ndarray, source: AudioSource, sample_rate: int) -
 
 
 def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Polyphase resampling of a (samples,) waveform from `from_rate` to `to_rate` Hz."""
+    """Polyphase resampling of a (samples,) waveform from `from_rate` to `to_rate` Hz (see resampling_ratio)."""
     if from_rate == to_rate:
         return waveform.astype(np.float32, copy=False)
     import scipy.signal  # ~0.5 s to import: only when a clip needs resampling
 
-    divisor = np.gcd(int(from_rate), int(to_rate))
-    resampled = scipy.signal.resample_poly(waveform, to_rate // divisor, from_rate // divisor)
+    up, down = resampling_ratio(from_rate, to_rate)
+    resampled = scipy.signal.resample_poly(waveform, up, down)
     return resampled.astype(np.float32)
+
+
+def resampling_ratio(from_rate: int, to_rate: int) -> tuple[int, int]:
+    """(up, down): to_rate / from_rate in lowest terms, or, when a term exceeds MAX_RESAMPLING_TERM, the nearest
+    fraction whose terms do not (it changes the pitch by far less than anyone hears; the filter stays small).
+
+    Example:
+        >>> resampling_ratio(44100, 16000), resampling_ratio(383_999, 16000)
+        ((160, 441), (1, 24))
+    """
+    ratio = Fraction(int(to_rate), int(from_rate))
+    if max(ratio.numerator, ratio.denominator) > MAX_RESAMPLING_TERM:
+        if ratio < 1:
+            ratio = ratio.limit_denominator(MAX_RESAMPLING_TERM)
+        else:
+            ratio = 1 / (1 / ratio).limit_denominator(MAX_RESAMPLING_TERM)
+    return ratio.numerator, ratio.denominator
 
 
 def fit_window(waveform: np.ndarray, config: AudioConfig) -> np.ndarray:

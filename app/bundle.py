@@ -1,14 +1,16 @@
 """Model bundles: a folder with model.keras, model.tflite, metadata.json and report.png.
 
-Everything that reads a bundle's metadata.json goes through `read_metadata` (parse and check); `list_bundles`
-and `find_bundles` find the bundles of a models folder. A bundle is written to a hidden sibling folder and
-renamed into place (app.staging), so a crash never leaves half a bundle, and an existing bundle is replaced
-only when asked.
+Everything that reads a bundle's metadata.json goes through `read_metadata` (parse, then check against the
+schema of app.bundle_schema: a bundle is untrusted input); `list_bundles` and `find_bundles` find the bundles
+of a models folder. A bundle is written to a hidden sibling folder and swapped into place in one step
+(app.staging), so a crash never leaves half a bundle or none, and an existing bundle is replaced only when
+asked. A bundle left aside by a replacement that was killed half-way is put back by the next read, listing
+or write of it.
 
 Example:
     >>> import pathlib, tempfile
     >>> metadata = {"format_version": 1, "kind": "image", "class_names": ["cat", "dog"],
-    ...             "preprocessing": {}, "input_shape": [32, 32, 3]}
+    ...             "preprocessing": {"image_size": [32, 32], "channels": 3}, "input_shape": [32, 32, 3]}
     >>> with tempfile.TemporaryDirectory() as models:
     ...     bundle = write_bundle(pathlib.Path(models) / "pets", metadata,
     ...                           lambda folder: (folder / TFLITE_FILE).write_bytes(b"model"))
@@ -25,48 +27,44 @@ from pathlib import Path
 from typing import Any
 
 from app import paths
+from app.bundle_schema import FORMAT_VERSION, MAX_METADATA_BYTES, MAX_MODEL_BYTES, REQUIRED_KEYS, validate_metadata
 from app.errors import BundleError
 from app.hashing import file_digest
 from app.paths import KERAS_FILE, METADATA_FILE, SAMPLES_FOLDER, TFLITE_FILE
-from app.staging import replace_when_complete
+from app.staging import replace_when_complete, restore_interrupted, restore_interrupted_in
 
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "kind", "class_names", "preprocessing", "input_shape", "files")
 LISTED_KEYS = ("kind",)  # what a folder needs to be listed as a bundle (loading it checks the rest)
 
 
 def read_metadata(bundle_dir: str | Path, required: Iterable[str] = REQUIRED_KEYS) -> dict[str, Any]:
-    """A bundle's metadata.json, parsed and checked.
+    """A bundle's metadata.json, parsed and checked against the schema (app.bundle_schema).
+
+    A bundle folder that is missing because a replacement of it was killed half-way is put back first.
 
     Args:
         bundle_dir: the bundle folder.
-        required: keys the metadata must have (all of a loadable bundle's by default). When "format_version"
-            is among them it must also be a whole number this OnePipe reads.
+        required: with all of REQUIRED_KEYS (the default: a bundle to load), every field is checked, and how they
+            fit together; otherwise only these keys, which must be present (what a listing shows).
 
     Raises:
-        BundleError: metadata.json is missing, unreadable, not a JSON object, or lacks a required key.
+        BundleError: metadata.json is missing, too large, unreadable, not a JSON object, lacks a required key, or
+            a field is of the wrong type, out of bounds or inconsistent (the message names the field, its value
+            and what is allowed).
     """
     bundle_dir = Path(bundle_dir)
+    restore_interrupted(bundle_dir)
     path = bundle_dir / METADATA_FILE
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a model bundle: it has no {METADATA_FILE}")
+    size = path.stat().st_size
+    if size > MAX_METADATA_BYTES:
+        raise BundleError(f"{path} is {size} bytes; expected at most {MAX_METADATA_BYTES}")
     try:
-        metadata = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
+        metadata = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as error:
         raise BundleError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(metadata, dict):
-        raise BundleError(f"{path} holds a JSON {type(metadata).__name__}; expected an object of bundle metadata")
     required = tuple(required)
-    missing = [key for key in required if key not in metadata]
-    if missing:
-        raise BundleError(f"{path} lacks {', '.join(missing)}; the bundle is incomplete")
-    if "format_version" in required:
-        if not isinstance(metadata["format_version"], int):
-            raise BundleError(f"{path} has format_version {metadata['format_version']!r}; expected a whole number")
-        if metadata["format_version"] > FORMAT_VERSION:
-            raise BundleError(
-                f"{bundle_dir} has format {metadata['format_version']}; this OnePipe reads up to {FORMAT_VERSION}"
-            )
+    validate_metadata(metadata, path, None if set(REQUIRED_KEYS) <= set(required) else required)
     return metadata
 
 
@@ -85,8 +83,10 @@ def find_bundles(
     Returns:
         {bundle folder: metadata}, sorted by folder name.
     """
+    models_dir = Path(models_dir or paths.MODELS_DIR)
+    restore_interrupted_in(models_dir)  # a bundle whose replacement was killed half-way
     found = {}
-    for metadata_path in sorted(Path(models_dir or paths.MODELS_DIR).glob(f"*/{METADATA_FILE}")):
+    for metadata_path in sorted(models_dir.glob(f"*/{METADATA_FILE}")):
         bundle_dir = metadata_path.parent
         if bundle_dir.name.startswith("."):
             continue
@@ -106,13 +106,16 @@ def list_bundles(kind: str | None = None, models_dir: str | Path | None = None) 
 
 
 def verify_file(bundle_dir: Path, metadata: dict[str, Any], name: str) -> Path:
-    """The path of a bundle file whose sha256 matches the metadata; BundleError otherwise."""
+    """The path of a bundle file whose sha256 matches the metadata (and of at most MAX_MODEL_BYTES, checked before
+    it is read); BundleError otherwise."""
     path = Path(bundle_dir) / name
     expected = metadata["files"].get(name)
     if not path.is_file():
         raise BundleError(f"{bundle_dir} has no {name}")
     if expected is None:
         raise BundleError(f"{bundle_dir}/{METADATA_FILE} records no sha256 for {name}")
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes; expected at most {MAX_MODEL_BYTES}")
     if file_digest(path) != expected:
         raise BundleError(f"{path} does not match the sha256 in {METADATA_FILE}: the file was changed or damaged")
     return path
@@ -120,8 +123,10 @@ def verify_file(bundle_dir: Path, metadata: dict[str, Any], name: str) -> Path:
 
 def check_bundle_target(out_dir: str | Path, force: bool) -> Path:
     """The resolved `out_dir` if a bundle may be written there (it does not exist, it is an empty folder, or
-    it is a bundle and force is True); BundleError otherwise."""
+    it is a bundle and force is True); BundleError otherwise. A bundle that a killed replacement left aside is
+    put back first, so that it is not replaced without force."""
     out_dir = Path(out_dir).resolve()
+    restore_interrupted(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BundleError(f"{out_dir} is a file; expected a new or empty folder for the bundle")
     if not out_dir.exists() or not any(out_dir.iterdir()):
@@ -139,8 +144,8 @@ def check_bundle_target(out_dir: str | Path, force: bool) -> Path:
 def write_bundle(
     out_dir: str | Path, metadata: dict[str, Any], write_files: Callable[[Path], None], force: bool = False
 ) -> Path:
-    """Write a bundle atomically: into a hidden folder beside `out_dir`, renamed into place once complete (an
-    old bundle stays whole if anything fails; see app.staging.replace_when_complete).
+    """Write a bundle atomically: into a hidden folder beside `out_dir`, swapped into place in one step once
+    complete (an old bundle stays whole if anything fails; see app.staging.replace_when_complete).
 
     Args:
         out_dir: the bundle folder to create.
@@ -176,6 +181,7 @@ def _keep_samples(old_samples: Path, new_samples: Path, class_names: list[str]) 
 __all__ = [
     "FORMAT_VERSION",
     "KERAS_FILE",
+    "REQUIRED_KEYS",
     "TFLITE_FILE",
     "check_bundle_target",
     "find_bundles",

@@ -42,7 +42,8 @@ MAX_FILES_PER_CLASS = 2**27 - 1  # as in TensorFlow's speech_commands
 
 @dataclass(frozen=True)
 class Dataset:
-    """Files of a class-folder dataset with their labels (index into class_names)."""
+    """Files of a class-folder dataset with their labels (index into class_names). `files` holds every entry named
+    like a file of the kind, including any that is not a regular file (reading it says why it cannot be used)."""
 
     root: Path
     kind: str  # "audio" or "image"
@@ -104,17 +105,9 @@ def find_dataset(
             (folder for folder in folders if class_of[folder] in class_names),
             key=lambda folder: (class_names.index(class_of[folder]), folder.name),
         )
-    files_by_folder = {
-        folder: sorted(p for p in folder.rglob("*") if p.is_file() and file_kind(p)) for folder in folders
-    }
+    files_by_folder = {folder: data_files(folder) for folder in folders}
     if kind is None:
-        kinds = Counter(file_kind(p) for files in files_by_folder.values() for p in files)
-        if not kinds:
-            raise DatasetError(
-                f"no audio or image files in class folders under {root}; expected root/<class>/<file> "
-                f"with audio ({', '.join(AUDIO_EXTENSIONS)}) or images ({', '.join(IMAGE_EXTENSIONS)})"
-            )
-        kind = kinds.most_common(1)[0][0]
+        kind = _majority_kind(files_by_folder, root)
     if kind not in ("audio", "image"):
         raise DatasetError(f"kind must be 'audio' or 'image'; received {kind!r}")
     names = list(class_names) if class_names is not None else []
@@ -140,6 +133,24 @@ def find_dataset(
     noise_folder = root / BACKGROUND_NOISE_FOLDER
     noise = tuple(sorted(p for p in noise_folder.glob("*") if file_kind(p) == "audio")) if noise_folder.is_dir() else ()
     return Dataset(root, kind, tuple(names), tuple(files), tuple(labels), noise, other_kind, split_into_sets)
+
+
+def data_files(folder: Path) -> list[Path]:
+    """Every entry under `folder` named like an audio or image file, sorted, except folders: FIFOs, sockets and
+    broken links are listed too, so that training and evaluation report them as skipped, with the reason, rather
+    than pass over them."""
+    return sorted(path for path in folder.rglob("*") if file_kind(path) and not path.is_dir())
+
+
+def _majority_kind(files_by_folder: dict[Path, list[Path]], root: Path) -> str:
+    """The kind ("audio" or "image") of most of the files; DatasetError when there are none."""
+    kinds = Counter(file_kind(path) for files in files_by_folder.values() for path in files)
+    if not kinds:
+        raise DatasetError(
+            f"no audio or image files in class folders under {root}; expected root/<class>/<file> "
+            f"with audio ({', '.join(AUDIO_EXTENSIONS)}) or images ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return kinds.most_common(1)[0][0]
 
 
 def _has_subfolders(folder: Path) -> bool:

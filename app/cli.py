@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shlex
@@ -253,7 +254,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--subtract-band-mean", action="store_true", help="audio: remove each mel band's mean (microphone colour)"
     )
     train.add_argument("--force", action="store_true", help="replace an existing bundle")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run of this same command from its last completed epoch (its checkpoint is kept in "
+        "a hidden .NAME.checkpoint folder beside --out until the bundle is written); without it a run starts afresh",
+    )
+    train.add_argument(
+        "--distribute",
+        choices=("none", "mirrored", "multi-worker"),
+        default="none",
+        help="none: this process (default); mirrored: every local GPU; multi-worker: one process per machine, "
+        "each started with the same command and its own TF_CONFIG (README: Training on more machines)",
+    )
     train.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    train.add_argument(
+        "--progress",
+        choices=("auto", "jsonl"),
+        default="auto",
+        help="auto: progress for people, on stderr (default); jsonl: also, before the summary line on stdout, one "
+        'JSON object per line for a program that watches the run: {"event": "phase", …} and {"event": "epoch", …} '
+        "with each epoch's loss and accuracy and an ETA",
+    )
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser(
@@ -278,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("bundle_dir", type=Path, help="a bundle folder, e.g. models/spoken-digits")
     predict.add_argument("files", type=Path, nargs="+", help="audio clips or images, in any common format")
     predict.add_argument("--top-k", type=_positive_int, default=5, help="labels per file (default 5)")
+    predict.add_argument(
+        "--explain",
+        type=Path,
+        metavar="OUT_DIR",
+        help="also write, per file, OUT_DIR/<file name>.png: the spectrogram or picture the model saw, brighter "
+        "where masking a part lowered the top label's score most (its path is the JSON line's explanation)",
+    )
     predict.set_defaults(func=_predict)
 
     from app.datasets import cli as data_cli
@@ -302,6 +331,21 @@ def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPars
 
 
 def _train(args: argparse.Namespace) -> int:
+    with _progress_events(args.progress):
+        return _train_and_report(args)
+
+
+def _progress_events(progress: str) -> contextlib.AbstractContextManager:
+    """With `--progress jsonl`, every training event as one JSON line on stdout (app.training.events), before
+    the summary line."""
+    if progress != "jsonl":
+        return contextlib.nullcontext()
+    from app.training.events import jsonl_writer, listening
+
+    return listening(jsonl_writer(sys.stdout))
+
+
+def _train_and_report(args: argparse.Namespace) -> int:
     from app.training.train import train
 
     if args.extra_folder_classes and not args.extra_train_data:
@@ -326,6 +370,8 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         extra_train_dirs=args.extra_train_data,
         extra_folder_classes=dict(args.extra_folder_classes),
+        resume=args.resume,
+        distribute=args.distribute,
     )
     print(json.dumps(result.summary))  # the result on stdout; the run's messages are log lines on stderr
     return 0
@@ -474,10 +520,17 @@ def _predict(args: argparse.Namespace) -> int:
     from app.predict import Predictor
 
     predictor = Predictor.load(args.bundle_dir)
+    explain_dir = _explain_folder(args.explain) if args.explain else None
+    # overlay names taken: those written by this run, and those of input files in OUT_DIR (never overwritten)
+    written = {file.name for file in args.files if explain_dir and file.resolve().parent == explain_dir.resolve()}
     bad_input = unexpected = 0
     for file in args.files:
         try:
-            print(json.dumps({"file": str(file), "predictions": predictor(file, top_k=args.top_k)}), flush=True)
+            line = {"file": str(file), "predictions": predictor(file, top_k=args.top_k)}
+            if explain_dir is not None:
+                explanation = predictor.explain(file, label=line["predictions"][0]["label"])
+                line["explanation"] = str(_write_overlay(explanation, explain_dir, file, written))
+            print(json.dumps(line), flush=True)
         except Exception as error:  # one file's failure never stops the others
             if isinstance(error, OnePipeError):
                 bad_input, message = bad_input + 1, str(error)
@@ -486,6 +539,43 @@ def _predict(args: argparse.Namespace) -> int:
             print(json.dumps({"file": str(file), "error": message}), flush=True)
             print(f"error: {file}: {message}", file=sys.stderr)
     return 1 if unexpected else USAGE_ERROR if bad_input else 0
+
+
+def _explain_folder(out_dir: Path) -> Path:
+    """`predict --explain`'s folder, made if missing; InputError if it cannot be."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"--explain {out_dir}: a file is in the way; expected a folder for the overlays") from None
+    except OSError as error:
+        raise InputError(f"--explain {out_dir}: the folder cannot be made ({error.strerror or error})") from None
+    return out_dir
+
+
+def _write_overlay(explanation, out_dir: Path, file: Path, written: set[str]) -> Path:
+    """Write `file`'s overlay as OUT_DIR/<file name>.png (clip.wav → clip.wav.png; a name in `written`, used
+    earlier in the run or by an input file, gets -2, -3 …). The name keeps letters, digits, `.`, `-` and `_` of
+    the file's own name, so it stays in OUT_DIR; the file is written beside it and renamed into place."""
+    import os
+    import secrets
+
+    stem = re.sub(r"[^\w.-]", "_", file.name).lstrip(".")[:200] or "input"
+    name, number = f"{stem}.png", 1
+    while name in written:
+        number += 1
+        name = f"{stem}-{number}.png"
+    written.add(name)
+    png = explanation.overlay_png()
+    temporary = out_dir / f".{name}.{secrets.token_hex(4)}.part"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # never through a symlink
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(png)
+        os.replace(temporary, out_dir / name)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return out_dir / name
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000  # Hz; outside this a header is damaged or hostile
+# Upper bounds of the sizes a config sets, so that no config (a training option, or a bundle's metadata.json,
+# which may come from anyone) asks for more memory than a laptop or a Binder session has.
+MAX_CLIP_SECONDS = 30.0  # longest window
+MAX_DECODED_SECONDS = 60.0  # longest input decoded
+MAX_N_FFT = 16_384  # samples per STFT frame
+MAX_HOP_LENGTH = 16_384  # samples between frames
+MAX_N_MELS = 256  # mel bands
+MAX_FRAMES = 4_096  # spectrogram frames per window
+MAX_STFT_VALUES = 1 << 24  # frames × n_fft of one window (64 MB as float32)
+MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 10, 1024  # pixels; 10 is the smallest input the CNN has a position left for
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".aiff", ".aif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -65,6 +75,21 @@ class AudioConfig:
             raise ValueError(f"f_max {self.f_max} Hz is above the Nyquist frequency {self.sample_rate / 2} Hz")
         if self.clip_samples < self.n_fft:
             raise ValueError(f"clip_seconds {self.clip_seconds} is shorter than one frame of {self.n_fft} samples")
+        for name, largest in (
+            ("clip_seconds", MAX_CLIP_SECONDS),
+            ("max_decoded_seconds", MAX_DECODED_SECONDS),
+            ("n_fft", MAX_N_FFT),
+            ("hop_length", MAX_HOP_LENGTH),
+            ("n_mels", MAX_N_MELS),
+        ):
+            if not 0 < getattr(self, name) <= largest:
+                raise ValueError(f"{name} {getattr(self, name)} is outside 0–{largest:g}")
+        if self.n_frames > MAX_FRAMES or self.n_frames * self.n_fft > MAX_STFT_VALUES:
+            raise ValueError(
+                f"clip_seconds {self.clip_seconds}, n_fft {self.n_fft} and hop_length {self.hop_length} make "
+                f"{self.n_frames} frames of {self.n_fft} samples; at most {MAX_FRAMES} frames and "
+                f"{MAX_STFT_VALUES} samples in all"
+            )
 
 
 @dataclass(frozen=True)
@@ -91,6 +116,10 @@ class ImageConfig:
         if self.background not in (None, "dark", "light"):
             raise ValueError(f"background must be 'dark', 'light' or None, got {self.background!r}")
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        if len(self.image_size) != 2 or not all(MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE for side in self.image_size):
+            raise ValueError(
+                f"image_size {self.image_size} is not (height, width) from {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels"
+            )
 
 
 @dataclass(frozen=True)

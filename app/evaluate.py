@@ -1,6 +1,8 @@
 """Evaluation: accuracy, per-class accuracy and the confusion matrix of a bundle on a folder.
 
-Evaluation runs the served LiteRT model on features made by the same preprocessing as training.
+Evaluation runs the served LiteRT model on features made by the same preprocessing as training, from files read
+with the same limits as `predict`; every file it cannot use (unreadable, a FIFO or other special file, too large,
+silent, one flat colour …) is listed in the result with the reason and logged.
 
 Example:
     >>> import numpy as np
@@ -13,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,9 @@ from app.features import extract_features
 from app.predict import Predictor
 
 BATCH_SIZE = 256
+SKIPPED_LOGGED = 10  # files named in the warning; the result lists them all
+
+logger = logging.getLogger(__name__)
 
 
 def metrics_from_predictions(
@@ -54,8 +60,9 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
     """Evaluate a bundle on every file under `data_dir/<class>/` whose class the bundle knows.
 
     Returns:
-        metrics_from_predictions(...) plus "skipped" (unreadable files), "ignored_folders" (class folders
-        the bundle has no label for) and "training_data" (see training_data_under).
+        metrics_from_predictions(...) plus "skipped" ([{"file", "reason"}] of every file that could not be
+        used), "ignored_folders" (class folders the bundle has no label for) and "training_data" (see
+        training_data_under).
 
     Raises:
         DatasetError: no folder matches the bundle's classes.
@@ -68,6 +75,7 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
             f"({', '.join(predictor.class_names)})"
         )
     extraction = extract_features(dataset.files, predictor.config, progress=progress)
+    log_skipped(extraction.skipped)
     if len(extraction.kept) == 0:
         first = extraction.skipped[0] if extraction.skipped else ("", "")
         raise DatasetError(
@@ -90,6 +98,16 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
     metrics["skipped"] = [{"file": f, "reason": r} for f, r in extraction.skipped]
     metrics["training_data"] = training_data_under(predictor.metadata, data_dir)
     return metrics
+
+
+def log_skipped(skipped: Sequence[tuple[str, str]]) -> None:
+    """One warning naming the first SKIPPED_LOGGED of the (file, reason) pairs of files left out."""
+    if skipped:
+        lines = [f"skipped {len(skipped)} file(s) that could not be used:"]
+        lines += [f"  {file}: {reason}" for file, reason in skipped[:SKIPPED_LOGGED]]
+        if len(skipped) > SKIPPED_LOGGED:
+            lines.append(f"  … and {len(skipped) - SKIPPED_LOGGED} more (`evaluate --json` lists every one)")
+        logger.warning("\n".join(lines))
 
 
 def training_data_under(metadata: dict[str, Any], data_dir: str | Path) -> str | None:

@@ -1,8 +1,11 @@
 """Batch feature extraction for a list of files, on two threads, with an on-disk cache.
 
 A file's features are cached under the hash of its content and of the preprocessing config, so a
-second run over the same data skips decoding. Unreadable files are skipped and reported. Progress over
-200 files or more shows as a bar on a terminal, and as a log line per tenth of the files otherwise.
+second run over the same data skips decoding. Files are read and decoded as `predict` reads them, with the same
+limits (app.sources, app.limits), one at a time per thread; files that cannot be read (special files, too large,
+damaged) or hold nothing to learn from (silent clips, one-colour images: app.content) are skipped and reported
+with the reason. Progress over 200 files or more shows as a bar on a terminal, and as a log line per tenth of
+the files otherwise.
 
 Example:
     >>> import tempfile
@@ -37,18 +40,23 @@ import tempfile
 from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from app.audio import decode_audio, fit_window, log_mel_spectrogram
+from app.audio import EXPECTED_AUDIO, decode_audio, fit_window, log_mel_spectrogram
 from app.config import AudioConfig, ImageConfig, to_dict
+from app.content import check_content
 from app.errors import InputError
-from app.images import load_image
+from app.images import EXPECTED_IMAGE, load_image
+from app.sources import read_source_bytes
 
-FEATURES_VERSION = 3  # bump when the feature code changes: cached features then no longer match
+# Bump when the feature code changes: cached features then no longer match. 4: silent clips and one-colour
+# images are skipped, as `predict` refuses them (version 3 caches hold their features).
+FEATURES_VERSION = 4
 DECODER_PACKAGES = ("av", "pillow", "scipy")  # their versions are part of the cache key too
 CHUNK_SIZE = 32  # files per task: small enough for the CPU cache, large enough to vectorise
 WORKERS = 2
@@ -75,20 +83,43 @@ class Extraction:
     keys: list[str | None] = field(default_factory=list)
 
 
-def _read_example(path: Path, config: AudioConfig | ImageConfig, data: bytes) -> np.ndarray:
+def _read_example(config: AudioConfig | ImageConfig, data: bytes) -> np.ndarray:
+    """A (clip_samples,) window or an (h, w, c) image from a file's bytes; InputError as `predict` gives it."""
     if isinstance(config, AudioConfig):
-        return fit_window(decode_audio(data, config.sample_rate, config.max_decoded_seconds), config)
-    return load_image(data, config)
+        waveform = decode_audio(data, config.sample_rate, config.max_decoded_seconds)
+        check_content(waveform, "audio")
+        return fit_window(waveform, config)
+    image = load_image(data, config)
+    check_content(image, "image")
+    return image
 
 
-def _process_chunk(paths: Sequence[Path], config, data: Sequence[bytes | OSError], spectrograms: bool):
-    arrays, kept, skipped = [], [], []
-    for index, (path, content) in enumerate(zip(paths, data, strict=True)):
-        if isinstance(content, OSError):
-            skipped.append((str(path), f"could not be read ({content.strerror or content})"))
-            continue
+def _process_chunk(
+    paths: Sequence[Path], config: AudioConfig | ImageConfig, spectrograms: bool, known_keys: Container[str] | None
+) -> tuple[np.ndarray | None, list[int], list[tuple[str, str]], list[str | None]]:
+    """Read and decode the files of a chunk one by one (only one file's bytes are held at a time).
+
+    Returns:
+        The stacked arrays of the decoded files (None if none), their indices in `paths`, (file, reason) of the
+        files skipped, and with `known_keys` the content key of every file (None if unreadable; a file whose key
+        is known is not decoded), else [].
+    """
+    expected = EXPECTED_AUDIO if isinstance(config, AudioConfig) else EXPECTED_IMAGE
+    arrays, kept, skipped, keys = [], [], [], []
+    for index, path in enumerate(paths):
         try:
-            arrays.append(_read_example(path, config, content))
+            data = read_source_bytes(path, expected)
+        except InputError as error:
+            skipped.append((str(path), str(error)))
+            if known_keys is not None:
+                keys.append(None)
+            continue
+        if known_keys is not None:
+            keys.append(content_key(data))
+            if keys[-1] in known_keys:
+                continue
+        try:
+            arrays.append(_read_example(config, data))
             kept.append(index)
         except InputError as error:
             skipped.append((str(path), str(error)))
@@ -96,7 +127,7 @@ def _process_chunk(paths: Sequence[Path], config, data: Sequence[bytes | OSError
         stacked = log_mel_spectrogram(np.stack(arrays), config)
     else:
         stacked = np.stack(arrays) if arrays else None
-    return stacked, kept, skipped
+    return stacked, kept, skipped, keys
 
 
 def load_examples(
@@ -119,27 +150,15 @@ def load_examples(
     spectrograms = spectrograms and is_audio
     chunks = [files[start : start + CHUNK_SIZE] for start in range(0, len(files), CHUNK_SIZE)]
 
-    def run(chunk: list[Path]):
-        data: list[bytes | OSError] = []
-        for path in chunk:
-            try:
-                data.append(path.read_bytes())
-            except OSError as error:
-                data.append(error)
-        if known_keys is None:
-            return (*_process_chunk(chunk, config, data, spectrograms), [])
-        keys = [content_key(content) if isinstance(content, bytes) else None for content in data]
-        todo = [index for index, key in enumerate(keys) if key is None or key not in known_keys]
-        stacked, kept, skipped = _process_chunk([chunk[i] for i in todo], config, [data[i] for i in todo], spectrograms)
-        return stacked, [todo[k] for k in kept], skipped, keys
-
     parts, kept, skipped, keys = [], [], [], []
     with (
         threadpool_limits(limits=1, user_api="blas"),
         ThreadPoolExecutor(WORKERS) as pool,
         _progress_bar(len(files), progress and len(files) >= PROGRESS_MIN_FILES) as bar,
     ):
-        for chunk_index, (stacked, chunk_kept, chunk_skipped, chunk_keys) in enumerate(pool.map(run, chunks)):
+        for chunk_index, (stacked, chunk_kept, chunk_skipped, chunk_keys) in enumerate(
+            pool.map(partial(_process_chunk, config=config, spectrograms=spectrograms, known_keys=known_keys), chunks)
+        ):
             if stacked is not None:
                 parts.append(stacked)
             kept.extend(chunk_index * CHUNK_SIZE + i for i in chunk_kept)

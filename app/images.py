@@ -1,4 +1,9 @@
-"""Images: decode any Pillow format, orient, convert to the model's channels, resize.
+"""Images: decode PNG, JPEG, GIF, BMP, WebP, TIFF or PPM/PGM, orient, convert to the model's channels, resize.
+
+Only the formats of IMAGE_FORMATS are opened (Pillow reads many more, some through other programs). The size a
+header declares is checked against app.limits before any pixel is decoded; JPEG is decoded at a reduced scale and
+any much larger image reduced by a whole factor before it is converted, so that memory follows the model's input
+size rather than the picture's.
 
 A path, the file's bytes, a Pillow image or an array all work. Example:
     >>> import io
@@ -22,10 +27,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from app.centering import center_strokes
 from app.config import ImageConfig
 from app.errors import InputError
-from app.sources import describe_source, read_source_bytes
+from app.limits import MAX_WORKING_PIXELS, check_image_size, reduction_factor
+from app.sources import Source, describe_source, read_source_bytes
 
 EXPECTED_IMAGE = "expected an image: png, jpeg, gif, bmp, webp, tiff"
 ImageSource = str | Path | bytes | bytearray | memoryview | np.ndarray | Image.Image
+# Pillow's names of the formats opened ("JPEG" also opens the multi-picture JPEG of some cameras, "PPM" also PGM
+# and PBM). Pillow reads many more, some through other programs (EPS through Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
+# Modes Pillow cannot reduce, and the mode each is converted to first when it is too large to convert whole
+# (palette images to RGBA or RGB, see _shrink).
+UNREDUCIBLE_MODES = {"1": "L", "P": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
 
 
 def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
@@ -40,9 +52,10 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
             `config.max_pixels` pixels.
     """
     if isinstance(source, Image.Image):
+        check_image_size(source.width, source.height, None, config.image_size, "the image")
         image = ImageOps.exif_transpose(source)
     elif isinstance(source, np.ndarray):
-        image = _from_array(source)
+        image = _from_array(source, config.image_size)
     else:
         image = _open(source, config)
     mode = "L" if config.channels == 1 else "RGB"
@@ -66,26 +79,25 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
 
 
 def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
-    """Open, check the size before decoding pixels, take the first frame, apply EXIF orientation."""
-    data = read_source_bytes(source, EXPECTED_IMAGE)
+    """Open, check the size before decoding pixels, take the first frame, apply EXIF orientation, reduce."""
+    image = open_image(source, config.max_pixels)
+    width, height = image.size
+    name = describe_source(source)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
             if width * height > config.max_pixels:
-                raise InputError(
-                    f"{describe_source(source)} is {width}×{height} pixels; the limit is {config.max_pixels:,} pixels"
-                )
+                raise InputError(f"{name} is {width}×{height} pixels; the limit is {config.max_pixels:,} pixels")
             if width == 0 or height == 0:
-                raise InputError(f"{describe_source(source)} has no pixels ({width}×{height})")
+                raise InputError(f"{name} has no pixels ({width}×{height})")
             image.seek(0)
-            if image.format == "JPEG":
+            if image.format in ("JPEG", "MPO"):
                 # Decode large JPEGs at a reduced scale: much faster, and we only need a small image.
                 image.draft(
                     "RGB" if config.channels == 3 else "L",
                     (config.image_size[1] * 4, config.image_size[0] * 4),
                 )
+            check_image_size(image.width, image.height, image.mode, config.image_size, name)
             image.load()
             image = ImageOps.exif_transpose(image)
             image = _shrink(image, config.image_size)
@@ -93,31 +105,65 @@ def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise InputError(
-                f"{describe_source(source)} declares too many pixels (a decompression bomb?); "
-                f"the limit is {config.max_pixels:,} pixels"
+                f"{name} declares too many pixels (a decompression bomb?); the limit is {config.max_pixels:,} pixels"
             ) from None
-        except UnidentifiedImageError:
-            raise InputError(f"{describe_source(source)} is not an image Pillow can read; {EXPECTED_IMAGE}") from None
         except (OSError, ValueError, SyntaxError, EOFError) as error:
-            raise InputError(f"{describe_source(source)} is a damaged image ({error}); {EXPECTED_IMAGE}") from None
+            raise InputError(f"{name} is a damaged image ({error}); {EXPECTED_IMAGE}") from None
     return image
+
+
+def open_image(source: Source, max_pixels: int | None = None) -> Image.Image:
+    """A path's or byte string's image, opened (its size, mode and format read, no pixel decoded) if it is a
+    regular file of one of IMAGE_FORMATS within app.limits.MAX_FILE_BYTES and Pillow's limit against
+    decompression bombs; InputError otherwise (`max_pixels`, when given, is the limit the message states).
+
+    Example:
+        >>> with open_image(b"%PDF-1.7 ...") as image:
+        ...     pass
+        Traceback (most recent call last):
+        ...
+        app.errors.InputError: 12 bytes is not an image Pillow can read; expected an image: png, jpeg, gif, bmp, ...
+    """
+    data = read_source_bytes(source, EXPECTED_IMAGE)
+    name = describe_source(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            limit = f"the limit is {max_pixels:,} pixels" if max_pixels else EXPECTED_IMAGE
+            raise InputError(f"{name} declares too many pixels (a decompression bomb?); {limit}") from None
+        except UnidentifiedImageError:
+            raise InputError(f"{name} is not an image Pillow can read; {EXPECTED_IMAGE}") from None
+        except (OSError, ValueError, SyntaxError, EOFError) as error:
+            raise InputError(f"{name} is a damaged image ({error}); {EXPECTED_IMAGE}") from None
 
 
 def _shrink(image: Image.Image, image_size: tuple[int, int]) -> Image.Image:
     """A much larger image than the model needs, reduced by a whole factor to at least 4 × `image_size`
-    (height, width) by box averaging, so that a 50-megapixel image is not converted at full size."""
-    factor = min(image.width // (image_size[1] * 4), image.height // (image_size[0] * 4))
-    if factor < 2 or image.mode in ("1", "P") or image.mode.startswith("I;16"):
+    (height, width) by box averaging, so that a 50-megapixel image is not converted at full size.
+
+    Palette, 1-bit and 16-bit images cannot be reduced: up to MAX_WORKING_PIXELS they are left for to_mode to
+    convert whole (and are reduced after it); larger ones are first converted to a mode that can be reduced
+    (UNREDUCIBLE_MODES), which gives the same picture within rounding."""
+    factor = reduction_factor(image.width, image.height, image_size)
+    if factor == 1:
         return image
+    if image.mode in UNREDUCIBLE_MODES:
+        if image.width * image.height <= MAX_WORKING_PIXELS:
+            return image
+        opaque_palette = image.mode == "P" and not image.has_transparency_data
+        image = image.convert("RGB" if opaque_palette else UNREDUCIBLE_MODES[image.mode])
     return image.reduce(factor)
 
 
-def _from_array(array: np.ndarray) -> Image.Image:
+def _from_array(array: np.ndarray, image_size: tuple[int, int]) -> Image.Image:
     """An (h, w) or (h, w, 1|3|4) array as a Pillow image; floats are taken as 0–1."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or array.size == 0:
         raise InputError(f"expected an image array (height, width[, 1|3|4]); received shape {array.shape}")
+    check_image_size(array.shape[1], array.shape[0], None, image_size, "the image array")
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
             raise InputError("the image array contains NaN or infinity")

@@ -21,14 +21,14 @@ import numpy as np
 
 from app.audio import fit_window, load_waveform, log_mel_spectrogram
 from app.bundle import read_metadata, verify_file
+from app.bundle_schema import check_model_fits
 from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
-from app.errors import BundleError, InputError
+from app.content import check_content
+from app.errors import BundleError
 from app.images import load_image
 from app.logs import quiet_native_output
 from app.paths import SAMPLES_FOLDER, TFLITE_FILE
 from app.views import input_views, serving_from_metadata
-
-SILENCE_PEAK = 1e-4  # a recording whose loudest sample is below this is treated as no sound at all
 
 
 class Predictor:
@@ -45,6 +45,10 @@ class Predictor:
         self.config: AudioConfig | ImageConfig = preprocessing_from_metadata(metadata)
         with quiet_native_output():  # LiteRT prints an XNNPACK notice when it first allocates; allocate here
             self._interpreter = Interpreter(model_content=model_content, num_threads=1)
+            # The model's header is read, its tensors not yet allocated: they must be what the metadata says.
+            check_model_fits(
+                metadata, self._interpreter.get_input_details(), self._interpreter.get_output_details(), bundle_dir
+            )
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
@@ -55,10 +59,12 @@ class Predictor:
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:
-        """Read a bundle, verify its model's sha256, and prepare the LiteRT interpreter.
+        """Read a bundle, check its metadata.json against the schema (app.bundle_schema), verify its model's
+        sha256, and prepare the LiteRT interpreter once the model's tensors match the metadata.
 
         Raises:
-            BundleError: missing or altered files.
+            BundleError: missing or altered files, a metadata field of the wrong type, out of bounds or not
+                matching the model (the message names the file, the field, the value and what is allowed).
         """
         bundle_dir = Path(bundle_dir)
         metadata = read_metadata(bundle_dir)
@@ -81,12 +87,10 @@ class Predictor:
         """
         if isinstance(self.config, AudioConfig):
             waveform = load_waveform(source, self.config)
-            if float(np.max(np.abs(waveform - waveform.mean()))) < SILENCE_PEAK:  # a constant offset is silence too
-                raise InputError("the audio is silent (no sound above the noise floor); check the microphone")
+            check_content(waveform, "audio")  # silence or a constant offset: training skips such clips too
             return log_mel_spectrogram(fit_window(waveform, self.config), self.config)
         image = load_image(source, self.config)
-        if image.min() == image.max():
-            raise InputError("the image is one flat colour; expected a picture with something in it")
+        check_content(image, "image")  # one flat colour
         return image
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
@@ -119,3 +123,15 @@ class Predictor:
     def __call__(self, source: Any, top_k: int = 5) -> list[dict[str, Any]]:
         """Predict one input: a path, bytes, or an array (audio waveform at the bundle's rate, or an image)."""
         return self.postprocess(self.predict_features(self.preprocess(source)), top_k)
+
+    def explain(self, source: Any, label: str | None = None):
+        """Where the model looked: an app.explain.Explanation whose `map` (the input's (time, n_mels) or (height,
+        width), 0..1) says how much masking each region lowered the score of `label` (default: the top label).
+        Occlusion with this LiteRT model, on the plain view of the input (no test-time views); see app.explain.
+
+        Raises:
+            InputError: as for a prediction. ValueError: `label` is not one of the bundle's classes.
+        """
+        from app.explain import explain_input
+
+        return explain_input(self, source, self._forward, label)

@@ -17,11 +17,14 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.bundle_schema import SERVING
 from app.config import AudioConfig, ImageConfig, TrainConfig
+from app.paths import METADATA_FILE
 
 
 def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainConfig) -> dict[str, Any]:
@@ -29,29 +32,38 @@ def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainC
     augmentation. An audio clip shifted in time (training shifts spectrograms by up to a tenth of the
     window); an image moved a few pixels, and both its mirrors when trained on mirrors."""
     augmented = train_config.augment
-    audio = isinstance(preprocessing, AudioConfig)
+    if isinstance(preprocessing, AudioConfig):
+        shifts = serving_time_shifts(preprocessing) if augmented else []
+        return {"average_mirrored": False, "time_shift_frames": shifts, "pixel_shifts": []}
     return {
-        "average_mirrored": not audio and augmented and train_config.horizontal_flip,
-        "time_shift_frames": serving_time_shifts(preprocessing) if audio and augmented else [],
-        "pixel_shifts": serving_pixel_shifts(preprocessing) if not audio and augmented else [],
+        "average_mirrored": augmented and train_config.horizontal_flip,
+        "time_shift_frames": [],
+        "pixel_shifts": serving_pixel_shifts(preprocessing) if augmented else [],
     }
 
 
-def serving_from_metadata(metadata: dict[str, Any], kind: str) -> dict[str, Any]:
-    """A bundle's `serving` metadata with every key present and typed, and only the views of its kind: for an
-    "audio" bundle, "time_shift_frames" (whole frames); for an "image" bundle, "pixel_shifts" ([dy, dx] whole
-    pixels) and "average_mirrored". A bundle without `serving` (older ones) averages no views.
+def serving_from_metadata(metadata: dict[str, Any], kind: str, source: str | Path = METADATA_FILE) -> dict[str, Any]:
+    """A bundle's `serving` metadata with every key present, and only the views of its kind: for an "audio"
+    bundle, "time_shift_frames" (whole frames); for an "image" bundle, "pixel_shifts" ([dy, dx] whole pixels) and
+    "average_mirrored". A bundle without `serving` (older ones) averages no views.
+
+    The section is checked against app.bundle_schema.SERVING (types and counts; app.bundle.read_metadata also
+    checks each move against the input's size).
+
+    Raises:
+        app.errors.BundleError: a value of the wrong type or out of bounds, named with `source` (metadata.json).
 
     Example:
-        >>> serving_from_metadata({"serving": {"time_shift_frames": [5.0, "-5"], "pixel_shifts": [[1, 0]]}}, "audio")
+        >>> serving_from_metadata({"serving": {"time_shift_frames": [5, -5], "pixel_shifts": [[1, 0]]}}, "audio")
         {'average_mirrored': False, 'time_shift_frames': [5, -5], 'pixel_shifts': []}
     """
     serving = metadata.get("serving", {})
+    SERVING.check(serving, "serving", source)
     image = kind == "image"
     return {
-        "average_mirrored": image and bool(serving.get("average_mirrored")),
-        "time_shift_frames": [] if image else [int(s) for s in serving.get("time_shift_frames", [])],
-        "pixel_shifts": [[int(dy), int(dx)] for dy, dx in serving.get("pixel_shifts", [])] if image else [],
+        "average_mirrored": image and serving.get("average_mirrored", False),
+        "time_shift_frames": [] if image else list(serving.get("time_shift_frames", [])),
+        "pixel_shifts": [list(shift) for shift in serving.get("pixel_shifts", [])] if image else [],
     }
 
 

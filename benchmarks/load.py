@@ -3,19 +3,20 @@
 Each part starts its own Voila server on 127.0.0.1 (from the project root, so voila.json applies) and stops it
 at the end. Chromium is Debian's, driven by Playwright; nothing but 127.0.0.1 is reached. Prints one JSON object:
 
-- single: one visitor with a warm kernel pool, several times: `html_ms` (navigation start → the page's HTML has
-  arrived) and `predict_clickable_ms` (navigation start → the audio tab's Predict button is enabled), both
-  measured in the page;
+- single: one visitor with a warm kernel pool, several times: `predict_clickable_ms` (navigation start → the
+  audio tab's Predict button is enabled), and on the way `html_ms` (the page's HTML has arrived),
+  `dom_content_loaded_ms` and `load_event_ms`, all in the page's own clock; the scripts it fetched;
 - visitors: `--visitors` browsers arriving within `--arrival-s` seconds; each waits for Predict, clicks an
   example clip and Predict, and must show the label the Predictor gives for that clip: `clickable_s` and
   `label_s` (arrival → Predict clickable, arrival → label shown) as p50, p95 and max, `busy` (visitors who got
-  the busy page), `wrong` (a wrong or missing label);
+  the busy page), `wrong` (a wrong or missing label), `cpu_s` (of the server with its kernels, of the browsers);
 - requests: `--requests` plain HTTP GETs of the page (no browser, so no kernel connection), `--concurrency` at a
   time; the status codes, then the server's kernel count and resident memory (server plus kernels, from /proc)
   every second until both are back to the baseline measured before: `seconds_to_baseline` (target ≤ 90 s).
 
 Usage:
     python benchmarks/load.py [--parts single,visitors,requests] [--visitors 10] [--requests 100]
+    python benchmarks/load.py --voila-json OTHER.json   # the same with other server settings
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,13 +42,20 @@ from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, start_voila, sto
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-TIMEOUT_MS = 120_000
+TIMEOUT_MS = 90_000  # per step of a visit; a page that never becomes usable fails after it
 # Resolves with performance.now() (ms since navigation start) once the audio tab's Predict button is enabled.
 PREDICT_CLICKABLE_JS = """() => {
   const button = document.querySelector('.onepipe-tab .onepipe-predict');
   return button && !button.disabled && button.offsetParent !== null ? performance.now() : false;
 }"""
-HTML_ARRIVED_JS = "() => performance.getEntriesByType('navigation')[0].responseEnd"
+# Where a warm visit's time goes, in ms since navigation start, and the scripts it fetched (decoded bytes).
+PAGE_TIMING_JS = """() => {
+  const navigation = performance.getEntriesByType('navigation')[0];
+  const scripts = performance.getEntriesByType('resource').filter((entry) => entry.initiatorType === 'script');
+  return {html: navigation.responseEnd, dom_content_loaded: navigation.domContentLoadedEventEnd,
+          load_event: navigation.loadEventEnd, scripts: scripts.length,
+          script_bytes: scripts.reduce((sum, entry) => sum + entry.decodedBodySize, 0)};
+}"""
 RSS_TOLERANCE_BYTES = 50 * 2**20  # "back to baseline": within this much of the resident memory before the requests
 
 
@@ -96,6 +105,22 @@ def server_usage(root: int) -> dict:
             continue
         kernels += is_kernel(pid)
     return {"kernels": kernels, "rss_bytes": rss, "cpu_s": cpu}
+
+
+def cpu_split(server: int) -> dict[str, float]:
+    """CPU seconds used so far by the server with its kernels, and by the browser (every other descendant of this
+    process that is still alive: Playwright's driver and Chromium)."""
+    server_cpu = server_usage(server)["cpu_s"]
+    own = {os.getpid(), *process_tree(server)}
+    browser_cpu = 0.0
+    for pid in process_tree(os.getpid()):
+        if pid not in own:
+            try:
+                fields = _stat_fields(pid)
+                browser_cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            except (OSError, ValueError, IndexError):
+                continue
+    return {"server": server_cpu, "browser": browser_cpu}
 
 
 def wait_until_quiet(root: int, kernels: int | None = None, timeout: float = 90.0, window: float = 2.0) -> dict:
@@ -153,12 +178,12 @@ def expected_labels(models_dir: Path) -> dict[tuple[str, str], list[tuple[str, s
     return table
 
 
-def measure_single(browser_factory, models_dir: Path, log: Path, visits: int) -> dict:
+def measure_single(browser_factory, models_dir: Path, server: dict, visits: int) -> dict:
     """One visitor at a time on a warm pool: HTML arrival and Predict clickable, in the page's own clock."""
-    process, url = start_voila(models_dir, log_path=log)
+    process, url = start_voila(models_dir, **server)
     try:
         wait_until_quiet(process.pid, kernels=1)
-        html_ms, clickable_ms = [], []
+        timings, clickable_ms = [], []
 
         async def visit() -> None:
             async with browser_factory() as browser:
@@ -168,7 +193,7 @@ def measure_single(browser_factory, models_dir: Path, log: Path, visits: int) ->
                     await page.goto(url, timeout=TIMEOUT_MS)
                     handle = await page.wait_for_function(PREDICT_CLICKABLE_JS, polling="raf", timeout=TIMEOUT_MS)
                     clickable_ms.append(round(await handle.json_value(), 1))
-                    html_ms.append(round(await page.evaluate(HTML_ARRIVED_JS), 1))
+                    timings.append(await page.evaluate(PAGE_TIMING_JS))
                     await page.close(run_before_unload=True)  # the page's beacon shuts its kernel down
                     await context.close()
                     await asyncio.to_thread(wait_until_quiet, process.pid)  # the pool is warm again
@@ -178,9 +203,13 @@ def measure_single(browser_factory, models_dir: Path, log: Path, visits: int) ->
         stop_process(process)
     return {
         "visits": visits,
-        "html_ms": html_ms,
+        "html_ms": [round(timing["html"], 1) for timing in timings],
+        "dom_content_loaded_ms": [round(timing["dom_content_loaded"], 1) for timing in timings],
+        "load_event_ms": [round(timing["load_event"], 1) for timing in timings],
         "predict_clickable_ms": clickable_ms,
         "predict_clickable_median_ms": round(statistics.median(clickable_ms), 1),
+        "scripts": timings[-1]["scripts"],
+        "script_megabytes": round(timings[-1]["script_bytes"] / 2**20, 2),
         "target_ms": 1000,
     }
 
@@ -219,20 +248,23 @@ async def _visitor(browser, url: str, delay: float, index: int, expected: dict) 
     return record
 
 
-def measure_visitors(browser_factory, models_dir: Path, log: Path, count: int, arrival_s: float) -> dict:
+def measure_visitors(browser_factory, models_dir: Path, server: dict, count: int, arrival_s: float) -> dict:
     """`count` browsers arriving evenly spread over `arrival_s` seconds, each predicting an example clip."""
     expected = expected_labels(models_dir)
-    process, url = start_voila(models_dir, log_path=log)
+    process, url = start_voila(models_dir, **server)
     try:
         baseline = wait_until_quiet(process.pid, kernels=1)
 
-        async def run() -> list[dict]:
+        async def run() -> tuple[list[dict], dict, dict]:
             async with browser_factory() as browser:
                 delays = [arrival_s * i / max(1, count - 1) for i in range(count)]
-                return await asyncio.gather(*(_visitor(browser, url, d, i, expected) for i, d in enumerate(delays)))
+                cpu_before = cpu_split(process.pid)  # the browser's processes count while they live
+                visits = [_visitor(browser, url, d, i, expected) for i, d in enumerate(delays)]
+                records = await asyncio.gather(*visits)
+                return records, cpu_before, cpu_split(process.pid)
 
         started = time.perf_counter()
-        records = asyncio.run(run())
+        records, cpu_before, cpu_after = asyncio.run(run())
         elapsed = time.perf_counter() - started
         peak = server_usage(process.pid)
     finally:
@@ -249,6 +281,7 @@ def measure_visitors(browser_factory, models_dir: Path, log: Path, count: int, a
         "clickable_s": summary([r["clickable_s"] for r in served if "clickable_s" in r]),
         "label_s": summary([r["label_s"] for r in correct]),
         "elapsed_s": round(elapsed, 1),
+        "cpu_s": {part: round(cpu_after[part] - cpu_before[part], 1) for part in cpu_before},
         "baseline_rss_mb": megabytes(baseline["rss_bytes"]),
         "rss_mb_at_end": megabytes(peak["rss_bytes"]),
         "kernels_at_end": peak["kernels"],
@@ -270,9 +303,9 @@ def _get(url: str) -> tuple[int | str, float]:
     return status, time.perf_counter() - start
 
 
-def measure_requests(models_dir: Path, log: Path, count: int, concurrency: int, settle_timeout: float) -> dict:
+def measure_requests(models_dir: Path, server: dict, count: int, concurrency: int, settle_timeout: float) -> dict:
     """`count` GETs of the page without a browser, then seconds until kernels and memory are back to baseline."""
-    process, url = start_voila(models_dir, log_path=log)
+    process, url = start_voila(models_dir, **server)
     samples = []
     try:
         baseline = wait_until_quiet(process.pid, kernels=1)
@@ -327,8 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrival-s", type=float, default=2.0, help="visitors arrive evenly over this many seconds")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight at once")
+    parser.add_argument(
+        "--voila-json", type=Path, default=None, help="serve with these settings instead of the project's voila.json"
+    )
     parser.add_argument("--settle-timeout", type=float, default=120.0, help="seconds to wait for the baseline")
     args = parser.parse_args(argv)
+
+    parts = args.parts.split(",")
+    if unknown := set(parts) - {"single", "visitors", "requests"}:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; expected single, visitors or requests")
 
     from playwright.async_api import async_playwright
 
@@ -352,22 +392,29 @@ def main(argv: list[str] | None = None) -> int:
             await self.playwright.stop()
 
     report: dict = {"cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
-    settings = json.loads((PROJECT_ROOT / "voila.json").read_text())
+    voila_json = args.voila_json or PROJECT_ROOT / "voila.json"
+    settings = json.loads(voila_json.read_text())
     report["settings"] = {key: settings.get(key) for key in ("MappingKernelManager", "DashboardKernelManager")}
     report["settings"]["pool_size"] = settings.get("VoilaConfiguration", {}).get("default_pool_size")
+    report["settings"]["voila_json"] = str(voila_json)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        for part in args.parts.split(","):
-            log = Path(folder) / f"{part}.log"
+        served: dict = {}
+        if args.voila_json:  # the notebook beside that file, which the server then reads as its voila.json
+            shutil.copy(PROJECT_ROOT / "notebooks" / "app.ipynb", Path(folder) / "app.ipynb")
+            shutil.copy(args.voila_json, Path(folder) / "voila.json")
+            served = {"notebook": Path(folder) / "app.ipynb", "cwd": Path(folder)}
+        for part in parts:
+            server = {**served, "log_path": Path(folder) / f"{part}.log"}
             print(f"{part}…", file=sys.stderr)
             if part == "single":
-                report[part] = measure_single(BrowserFactory, models_dir, log, args.visits)
+                report[part] = measure_single(BrowserFactory, models_dir, server, args.visits)
             elif part == "visitors":
-                report[part] = measure_visitors(BrowserFactory, models_dir, log, args.visitors, args.arrival_s)
-            elif part == "requests":
-                report[part] = measure_requests(models_dir, log, args.requests, args.concurrency, args.settle_timeout)
+                report[part] = measure_visitors(BrowserFactory, models_dir, server, args.visitors, args.arrival_s)
             else:
-                parser.error(f"unknown part {part!r}; expected single, visitors or requests")
+                report[part] = measure_requests(
+                    models_dir, server, args.requests, args.concurrency, args.settle_timeout
+                )
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     report["load_average_after"] = os.getloadavg()
     print(json.dumps(report))

@@ -263,3 +263,29 @@ def test_without_a_microphone_or_camera_the_dashboard_says_so(playwright, voila_
         page.close()
     finally:
         browser.close()
+
+
+def test_show_where_it_looked_lays_a_map_over_the_picture_in_both_tabs(dashboard):
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, choose in (
+        ("Audio", lambda tab: tab.locator(".onepipe-clips button").nth(0).click()),
+        ("Images", lambda tab: tab.locator(".onepipe-thumb").nth(0).click()),
+    ):
+        tab = dashboard.tab(name)
+        choose(tab)
+        before = dashboard.result_html(tab)
+        tab.locator(".onepipe-predict").click()
+        dashboard.wait_for_change(tab, before)
+        dashboard.result(tab)  # the prediction is shown
+        assert tab.locator(".onepipe-result img.onepipe-overlay").count() == 0
+        tab.locator(".onepipe-explain-toggle input").check()
+        overlay = tab.locator(".onepipe-result img.onepipe-overlay")
+        overlay.wait_for(timeout=TIMEOUT_MS)
+        picture = tab.locator(".onepipe-result img.onepipe-picture").bounding_box()
+        box = overlay.bounding_box()
+        assert box and picture and abs(box["width"] - picture["width"]) < 1.5 and abs(box["y"] - picture["y"]) < 1.5
+        assert "Brighter: masking this part lowered the score of" in dashboard.result(tab, ".onepipe-legend")
+        dashboard.page.screenshot(path=str(ARTIFACTS / f"dashboard-where-it-looked-{name.lower()}.png"), full_page=True)
+        tab.locator(".onepipe-explain-toggle input").uncheck()
+        overlay.wait_for(state="detached", timeout=TIMEOUT_MS)
+    assert dashboard.serious_errors() == []

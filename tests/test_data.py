@@ -198,7 +198,7 @@ def test_bundles_being_written_or_left_by_an_interrupted_write_are_not_listed(tm
         (
             '{"format_version": "1", "kind": "audio", "class_names": [], "preprocessing": {}, "input_shape": [],'
             ' "files": {}}',
-            "format_version '1'; expected a whole number",
+            'format_version is "1"; expected 1',
         ),
     ],
 )

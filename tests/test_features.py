@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -34,21 +33,24 @@ def test_second_run_reads_the_cache(tmp_path, shape_dataset, monkeypatch):
     files = sorted(shape_dataset.glob("*/*.png"))
     config = ImageConfig(image_size=(28, 28), channels=1)
     reads, decoded = [], []
-    original_read, original_decode = Path.read_bytes, features_module._read_example
-    monkeypatch.setattr(Path, "read_bytes", lambda path: reads.append(path) or original_read(path))
+    original_read, original_decode = features_module.read_source_bytes, features_module._read_example
     monkeypatch.setattr(
-        features_module, "_read_example", lambda path, *a: decoded.append(path) or original_decode(path, *a)
+        features_module, "read_source_bytes", lambda path, *a: reads.append(path) or original_read(path, *a)
     )
+    monkeypatch.setattr(
+        features_module, "_read_example", lambda config, data: decoded.append(data) or original_decode(config, data)
+    )
+    contents = sorted(file.read_bytes() for file in files)
     first = extract_features(files, config, cache_dir=tmp_path, progress=False)
     assert list(tmp_path.glob("features-*/??.npz"))
-    assert sorted(reads) == files and sorted(decoded) == files  # a miss reads each file once
+    assert sorted(reads) == files and sorted(decoded) == contents  # a miss reads each file once
     reads.clear(), decoded.clear()
     second = extract_features(files, config, cache_dir=tmp_path, progress=False)
     assert decoded == [] and sorted(reads) == files  # a hit only reads the file to hash it
     np.testing.assert_array_equal(first.arrays, second.arrays)
     np.testing.assert_array_equal(second.arrays[3], load_image(files[3], config))
     other = extract_features(files, ImageConfig(image_size=(20, 20), channels=1), cache_dir=tmp_path, progress=False)
-    assert other.arrays.shape[1:] == (20, 20, 1) and sorted(decoded) == files  # a new config misses the cache
+    assert other.arrays.shape[1:] == (20, 20, 1) and sorted(decoded) == contents  # a new config misses the cache
     decoded.clear()
     real_version = features_module.importlib.metadata.version
     monkeypatch.setattr(
@@ -57,7 +59,7 @@ def test_second_run_reads_the_cache(tmp_path, shape_dataset, monkeypatch):
         lambda name: "0.0-other" if name == "pillow" else real_version(name),
     )
     extract_features(files, config, cache_dir=tmp_path, progress=False)
-    assert sorted(decoded) == files  # another Pillow may decode differently: a miss too
+    assert sorted(decoded) == contents  # another Pillow may decode differently: a miss too
 
 
 def test_a_partly_cached_list_keeps_its_order(tmp_path, shape_dataset):

@@ -462,3 +462,34 @@ def test_bundles_with_examples_are_listed_first_and_damaged_ones_left_out(tmp_pa
     write_wav(tmp_path / "words" / "samples" / "yes" / "a.wav", tone(440, seconds=0.1))
     assert [info.name for info in list_bundle_infos("audio", tmp_path)] == ["words", "a-bare"]
     assert [info.name for info in list_bundle_infos("image", tmp_path)] == ["pictures"]
+
+
+def test_show_where_it_looked_in_both_tabs(dashboard, tone_predictor, shape_predictor):
+    """The box appears with a prediction; ticked, it lays the Predictor's map over the picture the model saw."""
+    tab = dashboard.audio
+    assert tab.result.explain_toggle.layout.display == "none"  # nothing predicted yet
+    tab.select_sample("high", 0)
+    tab.predict_button.click()
+    panel = tab.result
+    assert panel.explain_toggle.layout.display is None and panel.explanation is None  # computed only when asked
+    panel.explain_toggle.value = True
+    expected = tone_predictor.explain(tab.current[1])
+    assert panel.explanation.label == panel.predictions[0]["label"] == expected.label == "high"
+    assert np.allclose(panel.explanation.map, expected.map)
+    assert 'class="onepipe-overlay"' in panel.view.value and "lowered the score of <b>high</b>" in panel.view.value
+    assert picture_of(panel).shape == (tone_predictor.config.n_mels, tone_predictor.config.n_frames, 3)
+
+    tab = dashboard.images
+    tab.select_sample(0)
+    tab.predict_button.click()
+    tab.result.explain_toggle.value = True
+    assert 'class="onepipe-overlay"' in tab.result.view.value
+    assert tab.result.explanation.map.shape == shape_predictor.config.image_size
+    tab.upload.value = upload_value("flat.png", _flat_png(), "image/png")  # an error hides the box
+    assert tab.result.level == "error" and tab.result.explain_toggle.layout.display == "none"
+
+
+def _flat_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (28, 28), 128).save(buffer, format="PNG")
+    return buffer.getvalue()

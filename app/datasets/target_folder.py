@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.errors import DatasetError
+from app.staging import restore_interrupted
 
 DATA_MARKER = ".onepipe-data"  # in every folder `data synth-speech` or `data digits` made: the subcommand
 DOWNLOAD_MARKER = ".onepipe-download"  # in every folder `data download` made: the dataset's name
@@ -60,6 +61,7 @@ def check_target_folder(
         rewrite_any: with replace, replace any folder, marked or not (the dashboard's own samples folders).
     """
     target = Path(target).resolve()
+    restore_interrupted(target)  # a replacement killed between its two moves left the old folder aside
     if target.exists() and not target.is_dir():
         raise DatasetError(f"{target} is a file; expected a new or empty folder")
     if not target.exists() or not any(target.iterdir()):

@@ -6,10 +6,13 @@ connected, and starts as many as are asked for. This class, used by the server p
 
 - **A cap.** At most `max_kernels` kernels live at once, counting the preheated one and those still starting. A
   page request beyond it gets HTTP 503 with a short "busy, try again in a minute" page (API requests: a JSON
-  503); Voila's pool is not refilled beyond it, and is topped up again once a kernel has gone.
+  503); Voila's pool is not refilled beyond it, and is topped up again once a kernel has gone. (A visitor who
+  comes within a second of the last free kernel being handed out takes Voila's refill before it has started, and
+  gets Voila's own error page headed "503: The dashboard is busy, try again in a minute".)
 - **Unconnected kernels go.** A kernel handed to a request that no browser connects to (a bare HTTP GET), or
   whose last browser connection closed (a closed tab that did not say goodbye), is shut down once that has lasted
-  `unconnected_timeout` seconds. Kernels waiting in Voila's pool are never culled.
+  `unconnected_timeout` seconds without kernel activity either (running the page's notebook is activity, so a
+  page that renders slowly under load keeps its kernel). Kernels waiting in Voila's pool are never culled.
 - **Idle connected kernels go** after `cull_idle_timeout` seconds without activity (jupyter_server's own rule,
   `cull_connected` on).
 
@@ -35,7 +38,7 @@ import time
 import uuid
 from typing import Any, NoReturn
 
-from jupyter_core.utils import ensure_async
+from jupyter_server._tz import utcnow
 from jupyter_server.base.call_context import CallContext
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
@@ -44,6 +47,7 @@ from traitlets import Integer, default
 
 PREHEAT_VARIABLE = "VOILA_PREHEAT"  # "True" in the environment of kernels Voila starts for its pool
 BUSY_TITLE = "The dashboard is busy"
+BUSY_REASON = f"{BUSY_TITLE}, try again in a minute"  # the reason phrase of every 503 (Voila's error page shows it)
 
 
 def busy_page(retry_after: int) -> str:
@@ -106,7 +110,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         """Whether one more kernel may start."""
         return self.max_kernels <= 0 or self.live_kernel_count < self.max_kernels
 
-    async def start_kernel(self, *, kernel_id: str | None = None, **kwargs: Any) -> str:
+    async def start_kernel(self, *, kernel_id: str | None = None, **kwargs: Any) -> str:  # type: ignore[override]
         """Start a kernel, or refuse with HTTP 503 when `max_kernels` are alive (a pool refill: not started)."""
         if kernel_id is not None and kernel_id in self:
             return await super().start_kernel(kernel_id=kernel_id, **kwargs)
@@ -125,12 +129,16 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             self._unconnected_since[kernel_id] = time.monotonic()
         return kernel_id
 
+    def _busy_error(self) -> web.HTTPError:
+        message = f"{BUSY_TITLE}: all {self.max_kernels} kernels are in use, try again in a minute"
+        return web.HTTPError(503, message, reason=BUSY_REASON)
+
     def _refuse_request(self) -> NoReturn:
         """End the current request with 503: the busy page for a page request, JSON for an API request."""
         self.log.warning("Refusing a new kernel: %d of %d are alive", self.live_kernel_count, self.max_kernels)
         handler = CallContext.get(CallContext.JUPYTER_HANDLER)
         if handler is None or isinstance(handler, APIHandler):
-            raise web.HTTPError(503, f"{BUSY_TITLE}: all {self.max_kernels} kernels are in use; try again later.")
+            raise self._busy_error()
         handler.clear()
         handler.set_status(503)
         handler.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -141,16 +149,17 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     def _refuse_pool_refill(self) -> NoReturn:
         """Take the refill task that is asking (Voila's pool entry) out of the pool, so no visitor waits on it.
 
-        A visitor who already took it from the pool gets the 503 raised here (Voila's own error page)."""
+        A visitor who took it from the pool while it was still waiting to start (Voila starts refills a second
+        after a hand-out) gets the 503 raised here, as Voila's own error page headed "503: " + BUSY_REASON."""
         task = asyncio.current_task()
         for pool in getattr(self, "_pools", {}).values():
-            if task in pool:
+            if task is not None and task in pool:
                 pool.remove(task)
                 task.add_done_callback(lambda done: done.cancelled() or done.exception())  # nobody awaits it
         self.log.info(
             "Not refilling the kernel pool: %d of %d kernels are alive", self.live_kernel_count, self.max_kernels
         )
-        raise web.HTTPError(503, f"{BUSY_TITLE}: all {self.max_kernels} kernels are in use; try again later.")
+        raise self._busy_error()
 
     def _refill_pools(self) -> None:
         """Top up Voila's preheated pool (when this class serves one) while there is room for a kernel."""
@@ -160,14 +169,14 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         for notebook_name in list(getattr(self, "_pools", {})):
             fill(delay=0, notebook_name=notebook_name)
 
-    async def shutdown_kernel(self, kernel_id: str, now: bool = False, restart: bool = False) -> None:
+    async def shutdown_kernel(self, kernel_id: str, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
         """Shut a kernel down, then top up the pool with the room it leaves."""
         await super().shutdown_kernel(kernel_id, now=now, restart=restart)
         self._unconnected_since.pop(kernel_id, None)
         if not restart:
             self._refill_pools()
 
-    async def shutdown_all(self, now: bool = False) -> None:
+    async def shutdown_all(self, now: bool = False) -> None:  # type: ignore[override]
         """Shut every kernel down at server exit, without refilling the pool."""
         self._closing = True
         await super().shutdown_all(now=now)
@@ -189,7 +198,8 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         self._refill_pools()
 
     async def cull_kernel_if_idle(self, kernel_id: str) -> None:
-        """Shut down a kernel without a browser for `unconnected_timeout` s; connected ones by the idle rule.
+        """Shut down a kernel that has had neither a browser nor any activity for `unconnected_timeout` s (its
+        page's notebook run counts as activity); connected ones go by the idle rule.
 
         Voila's pool manager calls this only for kernels that have left its pool."""
         if self.unconnected_timeout <= 0 or self._kernel_connections.get(kernel_id, 0) > 0:
@@ -197,6 +207,9 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             return
         now = time.monotonic()
         unconnected_s = now - self._unconnected_since.setdefault(kernel_id, now)
+        last_activity = getattr(self._kernels[kernel_id], "last_activity", None)
+        if last_activity is not None:  # still running the notebook for its page (slow under load): not yet
+            unconnected_s = min(unconnected_s, (utcnow() - last_activity).total_seconds())
         if unconnected_s > self.unconnected_timeout:
             self.log.warning("Culling kernel %s: no browser connected for %.0f s", kernel_id, unconnected_s)
-            await ensure_async(self.shutdown_kernel(kernel_id))
+            await self.shutdown_kernel(kernel_id)

@@ -1,6 +1,7 @@
-"""Fitting the CNN: seeds, input statistics, the compiled model (AdamW on a cosine schedule), and `fit` with
-early stopping on the best validation epoch. Imports Keras, so the training run imports this module only once
-every check of its input has passed.
+"""Fitting the CNN: seeds, input statistics, the model and its optimizer (AdamW on a cosine schedule) built under
+the run's tf.distribute strategy, and the training loop (app.training.loop) with early stopping on the best
+validation epoch, resumable from the run's checkpoints. Imports Keras, so the training run imports this module
+only once every check of its input has passed.
 
 Example:
     >>> import numpy as np
@@ -14,13 +15,15 @@ Example:
     >>> fitted = fit_model(training_set, validation, 2, ImageConfig((12, 12), 1), recipe, progress=False)
     >>> fitted.input_shape, sorted(fitted.history), len(fitted.history["loss"])
     ((12, 12, 1), ['accuracy', 'loss', 'val_accuracy', 'val_loss'], 2)
+    >>> fitted.distribution  # one process, TensorFlow's default strategy
+    {'strategy': 'none', 'workers': 1, 'replicas': 1}
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
@@ -28,7 +31,10 @@ import numpy as np
 from app.config import AudioConfig, ImageConfig, TrainConfig
 from app.model import as_model_input, build_model
 from app.training.batches import Batches
-from app.training.progress import progress_display
+from app.training.checkpoints import CheckpointFolder
+from app.training.distribute import Distribution
+from app.training.loop import TrainingLoop
+from app.training.store import ExampleRows
 from app.training.training_set import TrainingSet
 
 STATISTICS_SAMPLE = 20000  # training examples the input normalisation's mean and variance come from
@@ -44,6 +50,8 @@ class FittedModel:
     n_classes: int
     mean: np.ndarray  # (channels,) of the training inputs
     variance: np.ndarray  # (channels,)
+    # Distribution.summary(): {"strategy": "none" | "mirrored" | "multi-worker", "workers": …, "replicas": …}
+    distribution: dict[str, Any] = field(default_factory=lambda: Distribution().summary())
 
 
 def fit_model(
@@ -53,28 +61,68 @@ def fit_model(
     preprocessing: AudioConfig | ImageConfig,
     train_config: TrainConfig,
     progress: bool,
+    distribution: Distribution | None = None,
+    checkpoints: CheckpointFolder | None = None,
 ) -> FittedModel:
     """Train a new CNN on the training set, with the recipe's batch augmentation.
 
     With validation (features, labels), training stops early and the model ends with the weights of the best
     validation epoch; without (None), it runs every epoch and keeps the last weights (or their moving average
     with weight_averaging). Seeded by train_config.seed: the same inputs give the same weights.
+
+    Args:
+        distribution: where it trains (app.training.distribute; default: this process alone). Each worker trains
+            on its shard of the training examples and validates on its shard of the validation data; the
+            returned model is an ordinary one, outside any strategy.
+        checkpoints: the run's checkpoint folder: a checkpoint after every epoch, and with `resume` the run
+            continues from the last one. None: no checkpoints.
     """
+    distribution = distribution or Distribution()
     features, labels = training_set.features, training_set.labels
     keras.utils.set_random_seed(train_config.seed)
     input_shape = as_model_input(features[:1]).shape[1:]
     mean, variance = input_statistics(features, train_config.seed)
-    model = compile_model(
-        build_model(input_shape, n_classes, mean, variance),
+    steps_per_epoch = distribution.steps_per_epoch(len(features), train_config.batch_size)
+    with distribution.current_strategy().scope():  # the variables mirrored on every replica
+        model = build_model(input_shape, n_classes, mean, variance)
+        optimizer = make_optimizer(train_config, steps=steps_per_epoch * train_config.epochs)
+        optimizer.build(model.trainable_variables)
+    batches = Batches(
+        distribution.shard(features), distribution.shard(labels), n_classes,
+        worker_recipe(train_config, distribution), preprocessing,
+    )  # fmt: skip
+    if validation is not None:
+        validation = distribution.shard(validation[0]), distribution.shard(validation[1])
+    loop = TrainingLoop(
+        model, optimizer, make_loss(train_config, reduction=None), distribution, batches, steps_per_epoch,
+        validation, train_config,
+    )  # fmt: skip
+    history = loop.run(progress, checkpoints)
+    model = ordinary_model(model, distribution)
+    return FittedModel(model, history, input_shape, n_classes, mean, variance, distribution.summary())
+
+
+def ordinary_model(model: keras.Model, distribution: Distribution) -> keras.Model:
+    """The trained model itself in one process; under a strategy, a copy of it outside the strategy (Keras'
+    predict, like its fit, does not work under every strategy)."""
+    if distribution.strategy is None:
+        return model
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def worker_recipe(train_config: TrainConfig, distribution: Distribution) -> TrainConfig:
+    """The recipe of this worker's batches: a replica's share of the batch size and, on workers other than the
+    chief, another seed for their order and augmentation (the chief's is the run's own)."""
+    return dataclasses.replace(
         train_config,
-        steps=int(np.ceil(len(features) / train_config.batch_size)) * train_config.epochs,
+        batch_size=distribution.per_replica_batch_size(train_config.batch_size),
+        seed=train_config.seed + 1000 * distribution.worker_index,
     )
-    batches = Batches(features, labels, n_classes, train_config, preprocessing)
-    history = fit(model, batches, validation, n_classes, train_config, progress)
-    return FittedModel(model, history, input_shape, n_classes, mean, variance)
 
 
-def input_statistics(features: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def input_statistics(features: np.ndarray | ExampleRows, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and variance, each (channels,), of the model inputs, from up to STATISTICS_SAMPLE
     training examples drawn with the given seed."""
     subset = np.random.default_rng(seed).permutation(len(features))[:STATISTICS_SAMPLE]
@@ -83,65 +131,30 @@ def input_statistics(features: np.ndarray, seed: int) -> tuple[np.ndarray, np.nd
     return sample.mean(axis=channel_axes), sample.var(axis=channel_axes) + 1e-6
 
 
-def compile_model(model: keras.Model, train_config: TrainConfig, steps: int) -> keras.Model:
-    """The model compiled for `steps` optimizer steps: AdamW (with an EMA of the weights when asked for) on a
-    cosine schedule warming up over the first 5 %, label-smoothed cross-entropy, accuracy."""
+def make_optimizer(train_config: TrainConfig, steps: int) -> keras.optimizers.AdamW:
+    """AdamW for `steps` optimizer steps (with an EMA of the weights when asked for) on a cosine schedule warming up
+    over the first 5 %."""
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=train_config.learning_rate / 10,
         decay_steps=max(1, steps),
         warmup_target=train_config.learning_rate,
         warmup_steps=max(1, steps // 20),
     )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(
-            learning_rate=schedule,
-            weight_decay=train_config.weight_decay,
-            use_ema=train_config.weight_averaging,
-            ema_momentum=0.995,
-        ),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train_config.label_smoothing),
-        metrics=["accuracy"],
+    return keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=train_config.weight_decay,
+        use_ema=train_config.weight_averaging,
+        ema_momentum=0.995,
     )
+
+
+def make_loss(train_config: TrainConfig, reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:
+    """Label-smoothed categorical cross-entropy; reduction None gives one loss per example."""
+    return keras.losses.CategoricalCrossentropy(label_smoothing=train_config.label_smoothing, reduction=reduction)
+
+
+def compile_model(model: keras.Model, train_config: TrainConfig, steps: int) -> keras.Model:
+    """The model compiled for Keras' `fit` over `steps` optimizer steps (make_optimizer, make_loss, accuracy), as
+    the benchmarks compare it with the training loop."""
+    model.compile(optimizer=make_optimizer(train_config, steps), loss=make_loss(train_config), metrics=["accuracy"])
     return model
-
-
-def fit(
-    model: keras.Model,
-    batches: keras.utils.PyDataset,
-    validation: tuple[np.ndarray, np.ndarray] | None,
-    n_classes: int,
-    train_config: TrainConfig,
-    progress: bool,
-) -> dict[str, list[float]]:
-    """Train the compiled model on the batches; returns Keras' per-epoch history.
-
-    With validation data (features, labels), training stops early and the model ends with the weights of
-    the best validation epoch; without, it runs every epoch and keeps the last weights (or their moving
-    average with --weight-averaging). Progress: see progress_display.
-    """
-    verbose, progress_callbacks = progress_display(progress)
-    if validation is None:
-        return model.fit(batches, epochs=train_config.epochs, verbose=verbose, callbacks=progress_callbacks).history
-    with tempfile.TemporaryDirectory() as scratch:
-        checkpoint = Path(scratch) / "best.weights.h5"
-        callbacks = [
-            # validate and checkpoint the averaged weights (swapped in at each epoch's end)
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_config.weight_averaging else []),
-            keras.callbacks.ModelCheckpoint(
-                checkpoint, monitor="val_accuracy", save_best_only=True, save_weights_only=True
-            ),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train_config.patience),
-            *progress_callbacks,
-        ]
-        history = model.fit(
-            batches,
-            validation_data=(
-                as_model_input(validation[0]).astype(np.float32),
-                np.eye(n_classes, dtype=np.float32)[validation[1]],
-            ),
-            epochs=train_config.epochs,
-            verbose=verbose,
-            callbacks=callbacks,
-        )
-        model.load_weights(checkpoint)
-    return history.history

@@ -78,6 +78,7 @@ def build_metadata(
             # validation chose the epoch (a run without validation data has no val_accuracy)
             "best_epoch": int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None,
             "history": {key: [round(float(v), 5) for v in values] for key, values in history.items()},
+            "distribution": fitted.distribution,  # {"strategy": none|mirrored|multi-worker, "workers", "replicas"}
             "seconds": round(seconds, 1),
         },
         "serving": serving,

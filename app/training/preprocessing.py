@@ -30,6 +30,7 @@ from app.class_folders import Dataset
 from app.config import AudioConfig, ImageConfig
 from app.errors import DatasetError, InputError
 from app.features import feature_shape
+from app.images import open_image
 from app.model import MIN_INPUT_SIZE
 
 
@@ -55,7 +56,7 @@ def infer_image_config(dataset: Dataset, sample_count: int = 64) -> ImageConfig:
     sizes, grey, borders = [], True, []
     for index in chosen:
         try:
-            with Image.open(dataset.files[index]) as image:
+            with open_image(dataset.files[index]) as image:  # a regular file of an accepted format
                 sizes.append(image.size)
                 if image.mode not in ("L", "1", "I;16", "I", "LA"):
                     grey = False

@@ -3,7 +3,8 @@
 `train` reads as the recipe; each step lives in its own module of app.training: scan, splits, features
 (app.features), training_set (with variants), fit (with batches and augmentation_policy), held_out, export,
 metadata, and the atomic write (app.bundle). Files left out or skipped are logged as warnings, progress at
-INFO; the result says where the bundle went and how it scored.
+INFO (and sent as app.training.events to a program that watches); the result says where the bundle went and how it
+scored.
 
 Example:
     >>> import tempfile
@@ -16,7 +17,9 @@ Example:
     >>> for name, pixel in (("dark", 0), ("light", 255)):
     ...     (root / "data" / name).mkdir(parents=True)
     ...     for n in range(8):
-    ...         Image.new("L", (12, 12), pixel).save(root / "data" / name / f"{n}.png")
+    ...         image = Image.new("L", (12, 12), pixel)
+    ...         image.putpixel((n, n), 255 - pixel)  # a dot: images of one flat colour are skipped
+    ...         image.save(root / "data" / name / f"{n}.png")
     >>> recipe = TrainConfig(epochs=1, batch_size=4, validation_percent=0, test_percent=0)  # every file trains
     >>> result = train(root / "data", root / "bundle", train_config=recipe, progress=False, cache_dir=root / "cache")
     >>> sorted(path.name for path in result.bundle.iterdir())
@@ -41,12 +44,15 @@ import numpy as np
 
 from app.bundle import write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig
-from app.features import extract_features
 from app.paths import METADATA_FILE
+from app.training.checkpoints import open_checkpoints, run_key
+from app.training.distribute import start_distribution
+from app.training.events import emit
 from app.training.held_out import evaluated_split, held_out_metrics
+from app.training.inputs import extract_to_store, split_examples
 from app.training.metadata import build_metadata
 from app.training.scan import check_out_dir, scan
-from app.training.splits import check_readable, split_arrays, split_files
+from app.training.splits import check_readable, split_files
 from app.training.training_set import build_training_set
 from app.views import serving_views
 
@@ -77,6 +83,8 @@ def train(
     cache_dir: Path | None = None,
     extra_train_dirs: Sequence[str | Path] = (),
     extra_folder_classes: dict[str, str] | None = None,
+    resume: bool = False,
+    distribute: str = "none",
 ) -> TrainResult:
     """Train the CNN on `data_dir/<class>/<files>` and write a bundle to `out_dir`.
 
@@ -94,31 +102,53 @@ def train(
         extra_train_dirs: more class-folder datasets (e.g. synthetic speech) used for training only, never
             for validation or test; folders named after classes of `data_dir` are used, others ignored.
         extra_folder_classes: {folder: class} for extra folders named otherwise (e.g. {"zero": "0"}).
+        resume: continue a killed run of the same data and recipe from its last completed epoch
+            (app.training.checkpoints); without, a run starts afresh.
+        distribute: "none", "mirrored" (every local GPU) or "multi-worker" (one process per machine, TF_CONFIG);
+            see app.training.distribute. Only the chief (worker 0) writes the bundle.
 
     Returns:
         The bundle folder and the run's summary (see TrainResult).
     """
     train_config, extra_folder_classes = train_config or TrainConfig(), extra_folder_classes or {}
     out_dir = check_out_dir(out_dir, [data_dir, *extra_train_dirs], force)  # before the training, not after it
+    distribution = start_distribution(distribute, train_config.batch_size)  # before any other TensorFlow op
     started = time.time()
+    emit("phase", phase="scanning")
     dataset, preprocessing = scan(data_dir, kind, preprocessing, extra_folder_classes)
     splits, validating = split_files(dataset, train_config, group_pattern)
-    extraction = extract_features(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
-    arrays = split_arrays(extraction, splits, np.asarray(dataset.labels))
+    key = run_key(
+        dataset, splits, preprocessing, train_config, group_pattern, extra_train_dirs, extra_folder_classes,
+        distribution,
+    )  # fmt: skip
+    checkpoints = open_checkpoints(out_dir, resume, distribution.worker_index, key)  # refuses another run's
+    emit("phase", phase="features", files=len(dataset.files), classes=list(dataset.class_names))
+    extraction = extract_to_store(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
+    arrays = split_examples(extraction, splits, np.asarray(dataset.labels))  # training split: on disk
     check_readable(arrays, validating, dataset)
     training_set = build_training_set(
         dataset, splits["train"], arrays["train"], preprocessing, train_config,
-        extra_train_dirs, extra_folder_classes, cache_dir, progress,
+        extra_train_dirs, extra_folder_classes, cache_dir, progress, extraction.readable_keys(),
     )  # fmt: skip
 
+    emit("phase", phase="loading")
     from app.training.export import export_model, write_model_files  # Keras: only once the input passed every check
     from app.training.fit import fit_model
 
     validation = arrays["validation"] if validating else None
-    fitted = fit_model(training_set, validation, len(dataset.class_names), preprocessing, train_config, progress)
+    emit("phase", phase="fitting", epochs=train_config.epochs, examples=len(training_set.features))
+    fitted = fit_model(
+        training_set, validation, len(dataset.class_names), preprocessing, train_config, progress,
+        distribution, checkpoints,
+    )  # fmt: skip
+    if not distribution.is_chief:  # the chief writes the bundle; this worker waits until it has, and is done
+        checkpoints.finish(distribution)
+        return TrainResult(out_dir, {"bundle": str(out_dir), "worker": distribution.worker_index, "written_by": 0})
     serving = serving_views(preprocessing, train_config)
+    emit("phase", phase="evaluating")
     metrics = held_out_metrics(fitted.model, arrays, serving, preprocessing, dataset.class_names)
     evaluated_on = evaluated_split(metrics)
+    emit("phase", phase="exporting")
     exported = export_model(fitted, arrays[evaluated_on][0] if evaluated_on else training_set.features)
     metadata = build_metadata(
         name=out_dir.name, dataset=dataset, preprocessing=preprocessing, train_config=train_config,
@@ -126,8 +156,10 @@ def train(
         training_set=training_set, fitted=fitted, serving=serving, metrics=metrics, parity=exported.parity,
         seconds=time.time() - started,
     )  # fmt: skip
+    emit("phase", phase="saving")
     write_files = partial(write_model_files, exported, fitted.history, metrics, dataset.class_names)
     bundle = write_bundle(out_dir, metadata, write_files, force=force)
+    checkpoints.finish(distribution)  # nothing left to resume
     log_skipped(extraction.skipped, bundle / METADATA_FILE)
     return TrainResult(bundle, summarise(bundle, metrics, splits))
 

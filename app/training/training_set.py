@@ -1,5 +1,10 @@
 """The examples a model fits on: the training split, the extra training-only folders (e.g. synthetic speech)
-and, for audio with augmentation, waveform variants of the training clips."""
+and, for audio with augmentation, waveform variants of the training clips.
+
+None of them is copied into one array: the training split and the extra folders stay in their scratch stores
+(app.training.inputs) and the variants in their cached store (app.training.variants), joined end to end
+(app.training.store.JoinedExamples) and read a batch at a time while fitting.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,19 @@ import numpy as np
 from app.class_folders import Dataset, find_dataset
 from app.config import AudioConfig, ImageConfig, TrainConfig
 from app.errors import DatasetError
-from app.features import extract_features
+from app.training.inputs import extract_to_store
 from app.training.messages import first_names
-from app.training.variants import waveform_variants
+from app.training.store import ExampleRows, JoinedExamples
+from app.training.variants import variant_examples
 
 
 @dataclass(frozen=True)
 class TrainingSet:
     """Features and labels to fit on, and where the extra ones came from."""
 
-    features: np.ndarray  # (n, time, n_mels) float32 spectrograms or (n, height, width, channels) uint8 images
+    # (n, time, n_mels) float32 spectrograms or (n, height, width, channels) uint8 images: an array, or rows read
+    # from disk on demand (app.training.store) that index like one
+    features: np.ndarray | ExampleRows
     labels: np.ndarray  # (n,) class indices
     extra_summary: dict[str, dict[str, int]]  # {resolved extra folder: {class name: files}}
 
@@ -29,16 +37,22 @@ class TrainingSet:
 def build_training_set(
     dataset: Dataset,
     train_indices: list[int],
-    train_arrays: tuple[np.ndarray, np.ndarray],
+    train_arrays: tuple[np.ndarray | ExampleRows, np.ndarray],
     preprocessing: AudioConfig | ImageConfig,
     train_config: TrainConfig,
     extra_train_dirs: Sequence[str | Path],
     extra_folder_classes: dict[str, str],
     cache_dir: Path | None,
     progress: bool,
+    file_keys: Sequence[str | None] | None = None,
 ) -> TrainingSet:
     """The training split's (features, labels), then each extra training folder's (folders named otherwise
     read as the class `extra_folder_classes` gives), then the waveform variants.
+
+    Args:
+        file_keys: the content key of each of dataset.files, None for the unreadable ones
+            (app.training.inputs.StoredExtraction.readable_keys()), which name the variants' store; None reads the
+            training clips again to learn them.
 
     Raises:
         DatasetError: an extra folder has no class folder of the dataset's classes with files of its kind.
@@ -53,12 +67,15 @@ def build_training_set(
                 f"({first_names(dataset.class_names)}) "
                 f"with {dataset.kind} files"
             )
-        extraction = extract_features(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
+        extraction = extract_to_store(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
         features.append(extraction.arrays)
         labels.append(np.asarray(extra.labels, dtype=np.int64)[extraction.kept])
         extra_summary[str(Path(extra_dir).resolve())] = extra.counts()
-    if dataset.kind == "audio" and train_config.augment and train_config.augment_copies > 0:
-        variants, variant_labels = waveform_variants(dataset, train_indices, preprocessing, train_config, progress)
+    if isinstance(preprocessing, AudioConfig) and train_config.augment and train_config.augment_copies > 0:
+        variants, variant_labels = variant_examples(
+            dataset, train_indices, preprocessing, train_config, cache_dir, progress, file_keys
+        )
         features.append(variants)
         labels.append(variant_labels)
-    return TrainingSet(np.concatenate(features), np.concatenate(labels), extra_summary)
+    joined = features[0] if len(features) == 1 else JoinedExamples(features)
+    return TrainingSet(joined, np.concatenate(labels).astype(np.int64, copy=False), extra_summary)

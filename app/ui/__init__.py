@@ -1,4 +1,4 @@
-"""The Voila dashboard: `build_dashboard()` returns fresh widgets (Audio and Images tabs).
+"""The Voila dashboard: `build_dashboard()` returns fresh widgets (Audio, Images and Train tabs).
 
 Only this package imports ipywidgets, ipywebrtc and IPython.
 
@@ -6,7 +6,7 @@ Example:
     >>> from app.ui import build_dashboard
     >>> dashboard = build_dashboard()
     >>> dashboard.tabs.titles
-    ('Audio', 'Images')
+    ('Audio', 'Images', 'Train')
 """
 
 from app.ui.dashboard import build_dashboard

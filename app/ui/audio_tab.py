@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,8 @@ class AudioTab(PredictTab):
     kind = "audio"
     no_example_message = "Pick an example clip first."
 
-    def __init__(self, models_dir: Path | None = None):
-        super().__init__(models_dir)
+    def __init__(self, models_dir: Path | None = None, extra_models_dirs: Sequence[Path] = ()):
+        super().__init__(models_dir, extra_models_dirs)
         self.samples: dict[str, list[Path]] = {}
         if not self.infos:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import html
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +31,17 @@ class BundleInfo:
     class_names: tuple[str, ...]
 
 
-def list_bundle_infos(kind: str, models_dir: Path | None = None) -> list[BundleInfo]:
-    """Bundles of one kind ("audio" or "image") under `models_dir` (default app.paths.MODELS_DIR) with their
-    class names: those with example files first, then by name. Damaged bundles are left out."""
-    infos = []
-    for bundle_dir, metadata in find_bundles(kind, models_dir or paths.MODELS_DIR, required=("class_names",)).items():
+def list_bundle_infos(kind: str, models_dir: Path | None = None, extra_dirs: Sequence[Path] = ()) -> list[BundleInfo]:
+    """Bundles of one kind ("audio" or "image") under `models_dir` (default app.paths.MODELS_DIR), and under
+    `extra_dirs` (a visitor's own models, see app.ui.workspace), with their class names: those with example files
+    first, then by name. Damaged bundles are left out, and so is a bundle of `extra_dirs` named as one listed before.
+    """
+    infos: list[BundleInfo] = []
+    found: dict[str, tuple[Path, dict]] = {}  # by name: the dropdown lists names
+    for folder in (models_dir or paths.MODELS_DIR, *extra_dirs):
+        for bundle_dir, metadata in find_bundles(kind, folder, required=("class_names",)).items():
+            found.setdefault(bundle_dir.name, (bundle_dir, metadata))
+    for bundle_dir, metadata in found.values():
         try:
             class_names = tuple(str(name) for name in metadata["class_names"])
         except TypeError:  # not a list of names: a damaged bundle

@@ -66,6 +66,20 @@ class ModelPicker(widgets.VBox):
         self._show_classes()
         self._on_change(self.info)
 
+    def refresh(self, infos: Sequence[BundleInfo], select: str | None = None) -> None:
+        """List `infos` instead, choosing the bundle named `select` (else keeping the choice if it is still listed);
+        the tab hears of the choice once."""
+        previous = self.dropdown.value
+        self.infos = {info.name: info for info in infos}
+        self.dropdown.unobserve(self._changed, "value")
+        try:
+            self.dropdown.options = list(self.infos)
+            chosen = select if select in self.infos else previous
+            self.dropdown.value = chosen if chosen in self.infos else next(iter(self.infos), None)
+        finally:
+            self.dropdown.observe(self._changed, "value")
+        self._changed({"new": self.dropdown.value})
+
 
 def read_upload(value: Sequence[dict[str, Any]]) -> tuple[str, bytes]:
     """Name and bytes of the first file of an ipywidgets 8 FileUpload value.
@@ -132,7 +146,15 @@ def predict_into(
             error = InputError(str(error).replace(describe_source(source), f"'{source_name}'", 1))
         panel.show_error(error)
         return None
-    panel.show_predictions(predictions, picture, caption, elapsed_ms, source_name, pixelated=predictor.kind == "image")
+    panel.show_predictions(
+        predictions,
+        picture,
+        caption,
+        elapsed_ms,
+        source_name,
+        pixelated=predictor.kind == "image",
+        explain=lambda: predictor.explain(source, label=predictions[0]["label"]),  # only if the user asks
+    )
     return predictions
 
 
@@ -143,13 +165,14 @@ class PredictTab(widgets.VBox):
     kind = ""  # "audio" or "image"
     no_example_message = "Pick an example first."
 
-    def __init__(self, models_dir: Path | None = None):
+    def __init__(self, models_dir: Path | None = None, extra_models_dirs: Sequence[Path] = ()):
         super().__init__()
         self.add_class("onepipe-tab")
         self.models_dir = Path(models_dir or paths.MODELS_DIR)
+        self.extra_models_dirs = [Path(folder) for folder in extra_models_dirs]  # a visitor's own models
         self.result = ResultPanel()
         self.current: tuple[str, Any] | None = None  # (name shown, source) that Predict uses
-        self.infos = list_bundle_infos(self.kind, self.models_dir)
+        self.infos = list_bundle_infos(self.kind, self.models_dir, self.extra_models_dirs)
         self.picker: ModelPicker | None = None
         self._waiting_lock = threading.Lock()
         self._waiting: threading.Timer | None = None  # while a device is awaited
@@ -161,6 +184,17 @@ class PredictTab(widgets.VBox):
     def bundle(self) -> BundleInfo | None:
         """The chosen bundle, or None when there is none."""
         return self.picker.info if self.picker else None
+
+    def refresh_models(self, extra_models_dir: Path | None = None, select: str | None = None) -> bool:
+        """List the bundles again (also those of `extra_models_dir` from now on) and choose the one named `select`.
+        Returns False when this tab has no picker (it had no bundle at all): build a new tab then."""
+        if extra_models_dir is not None and Path(extra_models_dir) not in self.extra_models_dirs:
+            self.extra_models_dirs.append(Path(extra_models_dir))
+        self.infos = list_bundle_infos(self.kind, self.models_dir, self.extra_models_dirs)
+        if self.picker is None:
+            return False
+        self.picker.refresh(self.infos, select)
+        return True
 
     def await_device(self, seconds: float, message: str) -> None:
         """Show `message` unless device_answered() is called within `seconds`: a camera or microphone that

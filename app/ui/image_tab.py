@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,8 @@ class ImageTab(PredictTab):
     kind = "image"
     no_example_message = "Click an example picture first."
 
-    def __init__(self, models_dir: Path | None = None):
-        super().__init__(models_dir)
+    def __init__(self, models_dir: Path | None = None, extra_models_dirs: Sequence[Path] = ()):
+        super().__init__(models_dir, extra_models_dirs)
         self.thumbnails: list[widgets.Button] = []
         self.thumbnail_files: list[tuple[str, Path]] = []
         self.camera: CameraStream | None = None

@@ -1,0 +1,69 @@
+"""How the Train tab trains: defaults for a few dozen examples per class, and the options of its Advanced fold.
+
+The command line's defaults suit thousands of files; a visitor brings tens. So the Train tab asks for stronger
+augmentation (sounds: more waveform variants, time stretching and frequency warping; pictures: larger rotations
+and zooms, random erasing) and holds examples out only when there are enough: with at least HOLD_OUT_MIN in every
+class, HOLD_OUT_SHARE of each class (spread over the order they came in) chooses the best epoch, stops training
+once it stops improving, and gives the per-class accuracy and confusion matrix; with fewer, every example trains
+for all the epochs.
+
+Example:
+    >>> recipe = Recipe(epochs=20)
+    >>> held_out_positions(12)  # of 12 examples, these two are held out
+    [2, 8]
+    >>> arguments = recipe.arguments("image", holding_out=True)
+    >>> arguments[:4], "--random-erasing" in arguments
+    (['--epochs', '20', '--batch-size', '16'], True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOLD_OUT_MIN = 10  # examples every class needs before some are held out
+HOLD_OUT_SHARE = 0.2
+EPOCH_CHOICES = (1, 200)  # the Advanced fold's bounds
+BATCH_SIZES = (8, 16, 32, 64)
+LEARNING_RATES = (0.0005, 0.001, 0.002, 0.005)
+# Augmentation for few examples, as `python -m app train` options.
+AUDIO_AUGMENTATION = ("--augment-copies", "4", "--time-stretch", "0.15", "--frequency-warp", "0.1")
+IMAGE_AUGMENTATION = ("--rotation", "15", "--zoom", "0.15", "--random-erasing", "0.25")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The Advanced fold's settings; the defaults suit 10–100 examples per class."""
+
+    epochs: int = 40  # the most that run; with held-out examples training stops once they no longer improve
+    batch_size: int = 16
+    learning_rate: float = 0.002  # peak of the cosine schedule
+    patience: int = 10  # epochs without a better held-out accuracy before stopping
+
+    def __post_init__(self) -> None:
+        if not EPOCH_CHOICES[0] <= self.epochs <= EPOCH_CHOICES[1]:
+            raise ValueError(f"epochs must be from {EPOCH_CHOICES[0]} to {EPOCH_CHOICES[1]}; received {self.epochs}")
+        if self.batch_size < 1 or not 0 < self.learning_rate < 1:
+            raise ValueError(f"batch size {self.batch_size} and learning rate {self.learning_rate} are out of range")
+
+    def arguments(self, kind: str, holding_out: bool) -> list[str]:
+        """The `python -m app train` options of this recipe for "audio" or "image" data; `holding_out` when the
+        dataset lists held-out examples in its validation_list.txt."""
+        split = (
+            ["--validation-percent", "20", "--test-percent", "0", "--patience", str(self.patience)]
+            if holding_out
+            else ["--validation-percent", "0", "--test-percent", "0"]
+        )
+        augmentation = AUDIO_AUGMENTATION if kind == "audio" else IMAGE_AUGMENTATION
+        return [
+            "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
+            "--learning-rate", f"{self.learning_rate:g}", *split, *augmentation,
+        ]  # fmt: skip
+
+
+def held_out_positions(count: int) -> list[int]:
+    """Positions (0-based, in the order examples came) of the examples of a class of `count` held out: none below
+    HOLD_OUT_MIN, else HOLD_OUT_SHARE of them spread evenly (recordings made in a row differ over time)."""
+    if count < HOLD_OUT_MIN:
+        return []
+    held = max(1, round(count * HOLD_OUT_SHARE))
+    return [int((k + 0.5) * count / held) for k in range(held)]

@@ -144,7 +144,7 @@ def data_files(folder: Path) -> list[Path]:
 
 def _majority_kind(files_by_folder: dict[Path, list[Path]], root: Path) -> str:
     """The kind ("audio" or "image") of most of the files; DatasetError when there are none."""
-    kinds = Counter(file_kind(path) for files in files_by_folder.values() for path in files)
+    kinds = Counter(kind for files in files_by_folder.values() for path in files if (kind := file_kind(path)))
     if not kinds:
         raise DatasetError(
             f"no audio or image files in class folders under {root}; expected root/<class>/<file> "

@@ -20,6 +20,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig, ImageConfig, TrainConfig
 from app.errors import InputError, OnePipeError
@@ -526,7 +527,7 @@ def _predict(args: argparse.Namespace) -> int:
     bad_input = unexpected = 0
     for file in args.files:
         try:
-            line = {"file": str(file), "predictions": predictor(file, top_k=args.top_k)}
+            line: dict[str, Any] = {"file": str(file), "predictions": predictor(file, top_k=args.top_k)}
             if explain_dir is not None:
                 explanation = predictor.explain(file, label=line["predictions"][0]["label"])
                 line["explanation"] = str(_write_overlay(explanation, explain_dir, file, written))

@@ -105,7 +105,10 @@ def _process_chunk(
         is known is not decoded), else [].
     """
     expected = EXPECTED_AUDIO if isinstance(config, AudioConfig) else EXPECTED_IMAGE
-    arrays, kept, skipped, keys = [], [], [], []
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    keys: list[str | None] = []
     for index, path in enumerate(paths):
         try:
             data = read_source_bytes(path, expected)
@@ -123,10 +126,11 @@ def _process_chunk(
             kept.append(index)
         except InputError as error:
             skipped.append((str(path), str(error)))
-    if arrays and spectrograms:
+    stacked: np.ndarray | None = None
+    if arrays and spectrograms and isinstance(config, AudioConfig):
         stacked = log_mel_spectrogram(np.stack(arrays), config)
-    else:
-        stacked = np.stack(arrays) if arrays else None
+    elif arrays:
+        stacked = np.stack(arrays)
     return stacked, kept, skipped, keys
 
 
@@ -150,7 +154,10 @@ def load_examples(
     spectrograms = spectrograms and is_audio
     chunks = [files[start : start + CHUNK_SIZE] for start in range(0, len(files), CHUNK_SIZE)]
 
-    parts, kept, skipped, keys = [], [], [], []
+    parts: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    keys: list[str | None] = []
     with (
         threadpool_limits(limits=1, user_api="blas"),
         ThreadPoolExecutor(WORKERS) as pool,

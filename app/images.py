@@ -78,7 +78,7 @@ def load_image(source: ImageSource, config: ImageConfig) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def _open(source: ImageSource, config: ImageConfig) -> Image.Image:
+def _open(source: Source, config: ImageConfig) -> Image.Image:
     """Open, check the size before decoding pixels, take the first frame, apply EXIF orientation, reduce."""
     image = open_image(source, config.max_pixels)
     width, height = image.size

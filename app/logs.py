@@ -40,7 +40,7 @@ class _CurrentStderr(logging.StreamHandler):
     """A handler that writes to whatever sys.stderr is when a record arrives (a test's capture included)."""
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter

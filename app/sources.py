@@ -9,7 +9,8 @@ Example:
     >>> import os
     >>> import tempfile
     >>> from pathlib import Path
-    >>> folder = Path(tempfile.mkdtemp())
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> folder = Path(scratch.name)
     >>> os.mkfifo(folder / "pipe.wav")
     >>> read_source_bytes(folder / "pipe.wav", "expected audio")
     Traceback (most recent call last):
@@ -20,6 +21,7 @@ Example:
     Traceback (most recent call last):
     ...
     app.errors.InputError: 'loop.wav' is a symbolic link loop, not a regular file; expected audio
+    >>> scratch.cleanup()
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _read_regular_file(path: Path, expected: str) -> bytes:
     (a file replaced by a FIFO after the check is refused by the status of what was opened)."""
     _check_regular(_status(path, expected), path, expected)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise InputError(_unreadable(path, error, expected)) from None
     with open(descriptor, "rb", closefd=True) as handle:

@@ -127,3 +127,16 @@ def test_the_dashboard_page_says_what_it_is():
 )
 def test_the_checks_find_what_they_look_for(text, expected):
     assert problems(text, PROJECT_ROOT) == expected
+
+
+def test_the_readme_layout_names_every_module():
+    """A newcomer finds the file of any behaviour from the README's Layout section: every module is listed."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    modules = sorted(
+        path.relative_to(PROJECT_ROOT / "app").as_posix()
+        for path in (PROJECT_ROOT / "app").rglob("*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+    )
+    missing = [module for module in modules if Path(module).name not in layout]
+    assert not missing, f"README's Layout section does not name: {', '.join(missing)}"

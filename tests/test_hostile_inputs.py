@@ -133,7 +133,8 @@ def capped_predict(bundle: Path, files: list[Path]) -> list[dict]:
         f"resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE_CAP}, {ADDRESS_SPACE_CAP}))\n"
         "from app.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        # VmHWM is this program's peak (ru_maxrss would include the forking test process's, kept across exec)
+        "print(*[line for line in open('/proc/self/status') if line.startswith('VmHWM')], file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
     # One BLAS thread and two malloc arenas: the address space then does not grow with the machine's cores.
@@ -149,7 +150,7 @@ def capped_predict(bundle: Path, files: list[Path]) -> list[dict]:
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == len(files), result.stderr[-3000:]
     assert "unexpected" not in result.stderr, result.stderr[-3000:]  # a MemoryError under the cap says "unexpected"
-    peak_kb = int(result.stderr.split("peak-rss-kb")[-1].split()[0])
+    peak_kb = int(result.stderr.split("VmHWM:")[-1].split()[0])
     assert peak_kb * 1024 <= PEAK_RSS_BYTES, f"predict peaked at {peak_kb // 1024} MB"
     return lines
 

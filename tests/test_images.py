@@ -81,6 +81,26 @@ def test_a_huge_image_is_reduced_before_conversion_with_the_same_result():
     assert np.abs(difference).max() <= 8
 
 
+@pytest.mark.parametrize("mode", ["P", "P-transparent", "1", "I;16"])
+def test_modes_that_cannot_be_reduced_are_converted_first_when_large_with_the_same_result(mode):
+    from app.limits import MAX_WORKING_PIXELS
+
+    small = shape_image("square", size=64, seed=2, dark_background=False).convert("RGB")
+    if mode.startswith("P"):
+        small = small.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+        if mode == "P-transparent":
+            small.info["transparency"] = small.getpixel((0, 0))  # the paper is see-through
+    else:
+        small = small.convert("L").point(lambda v: 255 if v > 127 else 0).convert("1") if mode == "1" else small
+        small = Image.fromarray(np.asarray(small.convert("L"), np.uint16) * 257) if mode == "I;16" else small
+    huge = small.resize((64 * 33, 64 * 33), Image.Resampling.NEAREST)  # 4.5 megapixels
+    assert huge.width * huge.height > MAX_WORKING_PIXELS and huge.mode == small.mode
+    config = ImageConfig(image_size=(16, 16), channels=3)
+    options = {"transparency": small.info["transparency"]} if mode == "P-transparent" else {}
+    as_file = load_image(encode(huge, "PNG", **options), config).astype(int)
+    assert np.abs(as_file - load_image(encode(small, "PNG", **options), config)).max() <= 8
+
+
 def test_exif_orientation_is_applied():
     image = Image.new("RGB", (60, 30), (0, 0, 0))
     image.paste((255, 255, 255), (0, 0, 30, 30))  # white left half

@@ -236,6 +236,8 @@ def test_webcam_snapshot_and_burst(tab, monkeypatch):
 
     monkeypatch.setattr(media_inputs, "BURST_INTERVAL_S", 0.0)
     tab.kind.value = "image"
+    assert (tab.epochs.value, tab.batch_size.value, tab.learning_rate.value) == (60, 8, 0.005)  # pictures' recipe
+    assert tab.speech.layout.display == "none" and tab.try_snapshot.layout.display is None
     collector, camera = tab.collector, tab.camera
     assert collector.snapshot_button.disabled
     collector.camera_button.value = True
@@ -358,6 +360,10 @@ def test_recipe_options():
     assert arguments[:6] == ["--epochs", "5", "--batch-size", "8", "--learning-rate", "0.001"]
     assert "--validation-percent" in arguments and arguments[arguments.index("--validation-percent") + 1] == "0"
     assert "--time-stretch" in arguments and "--rotation" not in arguments
+    speech = Recipe(speech=True)
+    assert "--subtract-band-mean" in speech.arguments("audio", holding_out=True)
+    assert "--subtract-band-mean" not in speech.arguments("image", holding_out=True)
+    assert "--subtract-band-mean" not in Recipe().arguments("audio", holding_out=True)
     with pytest.raises(ValueError):
         Recipe(epochs=0)
 
@@ -573,3 +579,20 @@ def test_train_progress_jsonl_on_the_command_line(tmp_path, capsys):
     epochs = [e for e in events if e["event"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2] and all({"loss", "accuracy", "eta_seconds"} <= set(e) for e in epochs)
     assert "event" not in lines[-1] and lines[-1]["bundle"] == str((tmp_path / "model").resolve())
+
+
+def test_the_benchmark_script_makes_its_data(tmp_path):
+    """benchmarks/train_tab.py (run by hand, it needs a browser and minutes): its generated examples are what the
+    tab takes, and it reads a process's peak memory."""
+    import importlib.util
+
+    import psutil
+
+    spec = importlib.util.spec_from_file_location("benchmark_train_tab", ROOT / "benchmarks" / "train_tab.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    sounds = benchmark.write_tones(tmp_path / "sounds", per_class=2)
+    pictures = benchmark.write_snapshots(tmp_path / "pictures", per_class=2)
+    assert [len(files) for files in sounds.values()] == [2, 2, 2] and len(pictures) == 3
+    assert Image.open(pictures["circle"][0]).size == (320, 240) and Image.open(pictures["circle"][0]).mode == "RGBA"
+    assert benchmark.peak_rss_mb(psutil.Process()) > 10

@@ -67,7 +67,7 @@ def shape_predictor(ui_models) -> Predictor:
 
 
 def test_layout_lists_bundles_classes_and_tabs(dashboard):
-    assert dashboard.tabs.titles == ("Audio", "Images")
+    assert dashboard.tabs.titles == ("Audio", "Images", "Train")
     assert list(dashboard.audio.picker.dropdown.options) == ["tones", "tones-bare"]
     assert list(dashboard.images.picker.dropdown.options) == ["shapes"]
     for name in TONE_CLASSES:

@@ -11,7 +11,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 from app.errors import DatasetError
 
@@ -44,7 +44,7 @@ class DamagedArchiveError(DatasetError):
 ARCHIVE_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error)
 
 
-def iter_archive(archive: str | Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
+def iter_archive(archive: str | Path) -> Iterator[tuple[PurePosixPath, IO[bytes]]]:
     """Yield (member path, readable file) for each regular file of a .tar(.gz|.bz2|.xz) or .zip.
 
     Links are checked and skipped, directories and devices skipped; nothing is written to disk.
@@ -63,7 +63,7 @@ def iter_archive(archive: str | Path) -> Iterator[tuple[PurePosixPath, BinaryIO]
         raise DamagedArchiveError(f"{archive.name} is not a readable tar or zip archive ({error})") from error
 
 
-def _iter_tar(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
+def _iter_tar(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes]]]:
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
             path = _checked_member_path(member.name, archive)
@@ -77,7 +77,7 @@ def _iter_tar(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
                 yield path, file
 
 
-def _iter_zip(archive: Path) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
+def _iter_zip(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes]]]:
     with zipfile.ZipFile(archive) as zip_file:
         for info in zip_file.infolist():
             path = _checked_member_path(info.filename, archive)

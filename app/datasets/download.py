@@ -35,7 +35,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import IO, ClassVar
 from urllib.parse import quote
 
 import numpy as np
@@ -121,7 +121,7 @@ class _ClassFolderWriter:
     def wants(self, label: str) -> bool:
         return self.limit is None or self.counts.get(label, 0) < self.limit
 
-    def write(self, label: str, file_name: str, data: bytes | BinaryIO) -> str | None:
+    def write(self, label: str, file_name: str, data: bytes | IO[bytes]) -> str | None:
         """Write one file; returns its relative path "class/file", or None when the class is full."""
         if not self.wants(label):
             return None
@@ -242,7 +242,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_batch(file: BinaryIO, name: str) -> dict:
+def _load_batch(file: IO[bytes], name: str) -> dict:
     try:
         batch = _ArrayUnpickler(file, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:

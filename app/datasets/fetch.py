@@ -115,8 +115,8 @@ def _download_to(url: str, partial: Path, progress: bool) -> None:
         response = urlopen(Request(url, headers=headers), timeout=_TIMEOUT_SECONDS)
     except HTTPError as error:
         if error.code == 416 and offset:  # nothing left to send: complete, or a different file
-            total = error.headers.get("Content-Range", "").rpartition("/")[2]
-            if total.isdigit() and int(total) == offset:
+            full_size = error.headers.get("Content-Range", "").rpartition("/")[2]
+            if full_size.isdigit() and int(full_size) == offset:
                 return
             partial.unlink()
             validator.unlink(missing_ok=True)
@@ -130,8 +130,8 @@ def _download_to(url: str, partial: Path, progress: bool) -> None:
             validator.unlink(missing_ok=True)
             if known := _strong_validator(response.headers):
                 validator.write_text(known)
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length and length.isdigit() else None
+        content_length = response.headers.get("Content-Length")
+        total = offset + int(content_length) if content_length and content_length.isdigit() else None
         with (
             open(partial, mode) as output,
             tqdm(

@@ -101,13 +101,13 @@ def open_checkpoints(out_dir: Path, resume: bool, worker_index: int, key: str) -
     """
     folder = checkpoint_folder(out_dir, worker_index)
     place = CheckpointFolder(folder, key, resume=False)
-    if not folder.exists():
+    found_key = _read_key(folder / MARKER_FILE)
+    if found_key is None and folder.exists() and any(not p.name.startswith(WORKER_PREFIX) for p in folder.iterdir()):
+        raise InputError(f"{folder} is not a training checkpoint (it has no {MARKER_FILE}); move it away or delete it")
+    if found_key is None:  # nothing here, or only other workers' folders
         if resume:
             logger.info("no checkpoint of an earlier run in %s: starting at epoch 1", folder)
         return place
-    found_key = _read_key(folder / MARKER_FILE)
-    if found_key is None and any(not path.name.startswith(WORKER_PREFIX) for path in folder.iterdir()):
-        raise InputError(f"{folder} is not a training checkpoint (it has no {MARKER_FILE}); move it away or delete it")
     if resume and found_key == key:
         return CheckpointFolder(folder, key, resume=True)
     if resume:

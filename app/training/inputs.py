@@ -44,10 +44,11 @@ from pathlib import Path
 import numpy as np
 
 from app.config import AudioConfig, ImageConfig
-from app.errors import DatasetError
+from app.errors import DatasetError, InputError
 from app.features import WORKERS, content_key, default_cache_dir, extract_features, feature_shape
+from app.sources import read_source_bytes
 from app.training.step_progress import step_progress
-from app.training.store import StoredExamples, create_store
+from app.training.store import ExampleRows, StoredExamples, create_store
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ BLOCK_BYTES = 64 * 2**20  # features (as float32 or uint8) extracted per block: 
 SHARDS = 256  # app.features' cache shards: the first two hex digits of a content key
 KEY_CHUNK = 64  # files read and hashed per task
 SPLITS_IN_MEMORY = ("validation", "test")
+STATISTICS_CHUNK_ROWS = 1024  # rows read at a time for the input statistics
 
 
 @dataclass
@@ -131,9 +133,9 @@ def content_keys(files: Sequence[Path], progress: bool = True) -> list[str | Non
     def read_chunk(chunk: Sequence[Path]) -> list[str | None]:
         keys: list[str | None] = []
         for path in chunk:
-            try:
-                keys.append(content_key(path.read_bytes()))
-            except OSError:
+            try:  # as predict reads: a regular file within the size limit (a FIFO would wait for a writer)
+                keys.append(content_key(read_source_bytes(path, "a training file")))
+            except InputError:
                 keys.append(None)
         return keys
 
@@ -181,6 +183,31 @@ def split_examples(
         view = extraction.arrays.select(rows)
         arrays[name] = (view[:] if name in SPLITS_IN_MEMORY else view), labels[extraction.kept[rows]]
     return arrays
+
+
+def channel_statistics(
+    features: np.ndarray | ExampleRows, indices: np.ndarray, chunk_rows: int = STATISTICS_CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance, each (channels,) float32, of the model inputs made from the rows `indices` of
+    (n, time, n_mels) spectrograms (one channel) or (n, height, width, channels) images, summed in float64 a chunk
+    of rows at a time: memory holds one chunk, however many rows are sampled.
+
+    Example:
+        >>> images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)  # (n, height, width, channels)
+        >>> mean, variance = channel_statistics(images, np.arange(2), chunk_rows=1)
+        >>> pixels = images.reshape(-1, 3)  # every pixel's three channels
+        >>> np.allclose(mean, pixels.mean(axis=0)), np.allclose(variance, pixels.var(axis=0))
+        (True, True)
+    """
+    channels = 1 if features.ndim == 3 else features.shape[-1]
+    count, total, squares = 0, np.zeros(channels), np.zeros(channels)
+    for start in range(0, len(indices), chunk_rows):
+        values = np.asarray(features[np.sort(indices[start : start + chunk_rows])], np.float64).reshape(-1, channels)
+        count += len(values)
+        total += values.sum(axis=0)
+        squares += np.square(values).sum(axis=0)
+    mean = total / max(count, 1)
+    return mean.astype(np.float32), np.maximum(squares / max(count, 1) - mean**2, 0.0).astype(np.float32)
 
 
 def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sized
+
 import numpy as np
 
 from app.class_folders import Dataset, speaker_key, split_dataset
@@ -84,8 +86,9 @@ def split_arrays(
     return arrays
 
 
-def check_readable(arrays: dict[str, tuple[np.ndarray, np.ndarray]], validating: bool, dataset: Dataset) -> None:
+def check_readable(arrays: Mapping[str, tuple[Sized, np.ndarray]], validating: bool, dataset: Dataset) -> None:
     """DatasetError when no readable file is left in the training split, or in the validation split that
-    chooses the epoch."""
+    chooses the epoch (each split's examples: an array or a store view, and labels). Files skipped as unreadable,
+    special, too large or without content (see app.features) count as left out."""
     if len(arrays["train"][0]) == 0 or (validating and len(arrays["validation"][0]) == 0):
         raise DatasetError(f"no readable files left in the training or validation split of {dataset.root}")

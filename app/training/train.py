@@ -1,8 +1,9 @@
 """Training: a class-folder dataset in, a bundle out (model.keras, model.tflite, metadata.json, report.png).
 
 `train` reads as the recipe; each step lives in its own module of app.training: scan, splits, features
-(app.features), training_set (with variants), fit (with batches and augmentation_policy), held_out, export,
-metadata, and the atomic write (app.bundle). Files left out or skipped are logged as warnings, progress at
+(app.features), training_set (with variants), fit (with batches, augmentation_policy and the training loop, which
+distribute spreads over devices and machines and checkpoints makes resumable), held_out, export, metadata, and the
+atomic write (app.bundle). Files left out or skipped are logged as warnings, progress at
 INFO (and sent as app.training.events to a program that watches); the result says where the bundle went and how it
 scored.
 

@@ -99,7 +99,7 @@ class AudioTab(PredictTab):
         self.class_dropdown.options = list(self.samples)
         # Open on a real word rather than a special class such as _silence_ or _unknown_.
         words = [name for name in self.samples if not name.startswith("_")]
-        self.class_dropdown.value = (words or list(self.samples) or [None])[0]
+        self.class_dropdown.value = next(iter(words or self.samples), None)
         has_samples = bool(self.samples)
         self.class_dropdown.layout.display = self.clip_buttons.layout.display = None if has_samples else "none"
         self.player.layout.display = None if has_samples else "none"

@@ -104,7 +104,8 @@ class ImageTab(PredictTab):
         self.gallery_style.value = "<style>" + "\n".join(rules) + "</style>"
         self.thumbnails = buttons
         self.gallery.children = buttons
-        self.samples_hint.value = "" if buttons else f'<div class="onepipe-hint">{no_samples_hint(info.name)}</div>'
+        hint = "" if buttons or info is None else no_samples_hint(info.name)
+        self.samples_hint.value = f'<div class="onepipe-hint">{hint}</div>' if hint else ""
         self.predict_button.disabled = not buttons
         self.selected.value = ""
         if buttons:

@@ -9,22 +9,40 @@ saved at its own size, exactly as the model saw it, and the browser scales it up
 from __future__ import annotations
 
 import base64
-import io
 
 from PIL import Image, ImageOps
 
-from app.images import to_mode
+from app.images import open_image, to_mode
+from app.limits import check_image_size, reduction_factor
 from app.pictures import image_png, overlay_layer_png, png_bytes, spectrogram_png
+from app.sources import Source, describe_source
+
+REDUCIBLE_MODES = ("L", "RGB", "RGBA", "LA")  # modes Pillow box-reduces directly
 
 __all__ = ["data_uri", "image_png", "overlay_layer_png", "png_bytes", "spectrogram_png", "thumbnail_png"]
 
 
-def thumbnail_png(path_or_bytes, size: int = 64) -> bytes:
-    """A small PNG preview (at most `size` px a side) of an image file, upright and with transparency over
-    white, as the model sees it."""
-    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
-    with Image.open(source) as image:
-        image = to_mode(ImageOps.exif_transpose(image), "L" if image.mode in ("1", "L", "I;16", "I") else "RGB")
+def thumbnail_png(source: Source, size: int = 64) -> bytes:
+    """A small PNG preview (at most `size` px a side) of an image file or its bytes, upright and with
+    transparency over white. The file passes the same checks and size limits as a prediction's input
+    (InputError otherwise), and a large picture is reduced before it is converted.
+
+    Example:
+        >>> import io
+        >>> from PIL import Image
+        >>> picture = io.BytesIO()
+        >>> Image.new("RGB", (640, 480), "red").save(picture, "PNG")
+        >>> Image.open(io.BytesIO(thumbnail_png(picture.getvalue()))).size
+        (64, 48)
+    """
+    with open_image(source) as opened:
+        name = describe_source(source)
+        check_image_size(*opened.size, opened.mode, (size, size), name)
+        opened.draft(opened.mode, (size, size))  # JPEG: decode at a fraction of the size
+        grey = opened.mode in ("1", "L", "I;16", "I")
+        factor = reduction_factor(*opened.size, (size, size))
+        reduced = opened.reduce(factor) if factor > 1 and opened.mode in REDUCIBLE_MODES else opened
+        image = to_mode(ImageOps.exif_transpose(reduced), "L" if grey else "RGB")
     image.thumbnail((size, size), Image.Resampling.BILINEAR)
     return png_bytes(image)
 

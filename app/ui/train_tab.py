@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import shutil
@@ -37,7 +38,14 @@ from app.ui.media_inputs import Camera, Microphone
 from app.ui.model_download import download_link_html
 from app.ui.result_panel import ResultPanel
 from app.ui.training_process import RunEnd, TrainingRun, remove_unfinished, run_environment, train_command
-from app.ui.training_recipe import BATCH_SIZES, EPOCH_CHOICES, HOLD_OUT_MIN, LEARNING_RATES, Recipe, held_out_positions
+from app.ui.training_recipe import (
+    BATCH_SIZES,
+    DEFAULTS,
+    EPOCH_CHOICES,
+    HOLD_OUT_MIN,
+    LEARNING_RATES,
+    held_out_positions,
+)
 from app.ui.upload_batches import read_uploads
 from app.ui.workspace import Workspace, current_workspace
 
@@ -148,7 +156,7 @@ class TrainTab(widgets.VBox):
         self.plan = widgets.HTML()
         self.curves = widgets.HTML()
         self.curves.add_class("onepipe-curves-box")
-        defaults = Recipe()
+        defaults = DEFAULTS["audio"]
         self.epochs = widgets.BoundedIntText(
             value=defaults.epochs, min=EPOCH_CHOICES[0], max=EPOCH_CHOICES[1], description="Epochs"
         )
@@ -159,6 +167,12 @@ class TrainTab(widgets.VBox):
             value=defaults.learning_rate,
             description="Learning rate",
         )
+        self.speech = widgets.Checkbox(
+            value=False, description="Spoken words", indent=False, layout=widgets.Layout(width="auto")
+        )
+        self.speech.add_class("onepipe-speech")
+        for option in (self.epochs, self.batch_size, self.learning_rate):
+            option.style = {"description_width": "110px"}
         advanced = widgets.Accordion(
             children=[
                 widgets.VBox(
@@ -166,9 +180,12 @@ class TrainTab(widgets.VBox):
                         self.epochs,
                         self.batch_size,
                         self.learning_rate,
+                        self.speech,
                         widgets.HTML(
                             '<div class="onepipe-hint">Epochs: the most passes over the examples; with '
-                            f"{HOLD_OUT_MIN} or more per class, training stops once the held-out ones stop improving."
+                            f"{HOLD_OUT_MIN} or more per class, training stops once the held-out ones stop improving. "
+                            "Spoken words: for sounds that are words, to be recognised in voices the model never "
+                            "heard (it ignores each voice's and microphone's colour, so not for a whistle or a hum)."
                             "</div>"
                         ),
                     ]
@@ -247,6 +264,10 @@ class TrainTab(widgets.VBox):
         self.try_record.layout.display = None if audio else "none"
         self.try_snapshot.layout.display = "none" if audio else None
         self.try_upload.accept = "audio/*,.wav,.flac,.ogg,.mp3,.m4a,.webm" if audio else "image/*"
+        self.speech.layout.display = None if audio else "none"
+        defaults = DEFAULTS[self.kind.value]  # each kind starts from its own recipe
+        self.epochs.value, self.batch_size.value = defaults.epochs, defaults.batch_size
+        self.learning_rate.value = defaults.learning_rate
         self._show_model()
         self._examples_changed()
 
@@ -276,7 +297,13 @@ class TrainTab(widgets.VBox):
         kind, store = self.kind.value, self.store
         try:
             store.check_ready()
-            recipe = Recipe(self.epochs.value, self.batch_size.value, self.learning_rate.value)
+            recipe = dataclasses.replace(
+                DEFAULTS[kind],
+                epochs=self.epochs.value,
+                batch_size=self.batch_size.value,
+                learning_rate=self.learning_rate.value,
+                speech=self.speech.value and kind == "audio",
+            )
         except (InputError, ValueError) as error:
             self.show_status(_sentence(error), "error")
             return

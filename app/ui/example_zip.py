@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 from app.class_folders import file_kind
 from app.datasets.archives import iter_archive
@@ -100,7 +100,7 @@ def import_zip(store: ExampleStore, data: bytes, archive_name: str, scratch: Pat
     return report
 
 
-def _members(path: Path, archive_name: str) -> Iterator[tuple[PurePosixPath, BinaryIO]]:
+def _members(path: Path, archive_name: str) -> Iterator[tuple[PurePosixPath, IO[bytes]]]:
     """The zip's files, paths checked; InputError (naming the upload, not our temporary file) otherwise."""
     try:
         for count, (member, file) in enumerate(iter_archive(path)):
@@ -171,7 +171,7 @@ def _classes_for(store: ExampleStore, plan: dict[PurePosixPath, str], report: Zi
     return targets
 
 
-def _add_member(store: ExampleStore, class_id: str, member: PurePosixPath, file: BinaryIO, report: ZipReport) -> bool:
+def _add_member(store: ExampleStore, class_id: str, member: PurePosixPath, file: IO[bytes], report: ZipReport) -> bool:
     """Add one member; False when a limit ends the import."""
     data = file.read(MAX_MEMBER_BYTES + 1)
     if len(data) > MAX_MEMBER_BYTES:

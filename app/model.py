@@ -21,7 +21,7 @@ import numpy as np
 MIN_INPUT_SIZE = 10
 
 
-def build_model(input_shape: tuple[int, int, int], n_classes: int, mean: np.ndarray, variance: np.ndarray):
+def build_model(input_shape: tuple[int, ...], n_classes: int, mean: np.ndarray, variance: np.ndarray):
     """A compiled-free Keras model.
 
     Args:

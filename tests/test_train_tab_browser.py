@@ -42,6 +42,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
     }
     for n in range(6):
         files[f"low{n}"] = write_wav(folder / f"low-{n}.wav", tone(TONE_CLASSES["low"], seconds=1.0, seed=40 + n))
+    for n in range(11):
         square = shape_image("square", size=28, seed=50 + n).resize((320, 240), Image.Resampling.NEAREST)
         files[f"square{n}"] = folder / f"square-{n}.png"
         square.save(files[f"square{n}"])
@@ -242,10 +243,9 @@ def test_pictures_from_the_webcam_and_uploads_train_a_model_for_the_images_tab(p
     page.train.locator(".onepipe-train-burst").click()
     page.wait_for_count(0, 10, timeout=60_000)
     page.choose("square")
-    page.upload(".onepipe-train-upload", *(media[f"square{n}"] for n in range(6)))
-    page.wait_for_count(1, 6)
-    page.set_epochs(8)
-    train_and_wait(page)
+    page.upload(".onepipe-train-upload", *(media[f"square{n}"] for n in range(10)))
+    page.wait_for_count(1, 10)
+    train_and_wait(page)  # the pictures' recipe: 10 of each, so two of each held out, and early stopping
     # the try-it panel: a snapshot of the camera, predicted by the new model
     page.train.locator(".onepipe-try-snapshot").click()
     page.train.locator(".onepipe-result .onepipe-source", has_text="webcam snapshot").wait_for(timeout=TIMEOUT_MS)
@@ -254,8 +254,8 @@ def test_pictures_from_the_webcam_and_uploads_train_a_model_for_the_images_tab(p
 
     images = page.open("Images")
     assert images.locator(".onepipe-model-picker select").input_value() == "my-pictures-1"
-    upload_in(page, images, media["square5"])
-    images.locator(".onepipe-source", has_text="square-5.png").wait_for(timeout=TIMEOUT_MS)
+    upload_in(page, images, media["square10"])  # a square it never saw
+    images.locator(".onepipe-source", has_text="square-10.png").wait_for(timeout=TIMEOUT_MS)
     assert images.locator(".onepipe-top-label").inner_text() == "square"
     assert page.serious_errors() == []
 

@@ -17,6 +17,7 @@ from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
 from app.report import plot_report
 from app.training.fit import FittedModel
 from app.training.held_out import evaluated_split
+from app.training.store import ExampleRows
 
 PARITY_EXAMPLES = 32  # inputs the Keras and LiteRT models are compared on
 
@@ -30,7 +31,7 @@ class ExportedModel:
     parity: float
 
 
-def export_model(fitted: FittedModel, parity_features: np.ndarray) -> ExportedModel:
+def export_model(fitted: FittedModel, parity_features: np.ndarray | ExampleRows) -> ExportedModel:
     """The fitted weights in a fresh model and as LiteRT, compared on the first PARITY_EXAMPLES of the (n, …)
     parity features."""
     serving_model = build_model(fitted.input_shape, fitted.n_classes, fitted.mean, fitted.variance)
@@ -67,4 +68,6 @@ def write_model_files(
     exported.serving_model.save(folder / KERAS_FILE)
     (folder / TFLITE_FILE).write_bytes(exported.tflite_bytes)
     evaluated_on = evaluated_split(metrics)
-    plot_report(history, metrics.get(evaluated_on), class_names, evaluated_on, folder / REPORT_FILE)
+    plot_report(
+        history, metrics.get(evaluated_on) if evaluated_on else None, class_names, evaluated_on, folder / REPORT_FILE
+    )

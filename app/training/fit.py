@@ -33,6 +33,7 @@ from app.model import as_model_input, build_model
 from app.training.batches import Batches
 from app.training.checkpoints import CheckpointFolder
 from app.training.distribute import Distribution
+from app.training.inputs import channel_statistics
 from app.training.loop import TrainingLoop
 from app.training.store import ExampleRows
 from app.training.training_set import TrainingSet
@@ -56,7 +57,7 @@ class FittedModel:
 
 def fit_model(
     training_set: TrainingSet,
-    validation: tuple[np.ndarray, np.ndarray] | None,
+    validation: tuple[np.ndarray | ExampleRows, np.ndarray] | None,
     n_classes: int,
     preprocessing: AudioConfig | ImageConfig,
     train_config: TrainConfig,
@@ -126,9 +127,8 @@ def input_statistics(features: np.ndarray | ExampleRows, seed: int) -> tuple[np.
     """Per-channel mean and variance, each (channels,), of the model inputs, from up to STATISTICS_SAMPLE
     training examples drawn with the given seed."""
     subset = np.random.default_rng(seed).permutation(len(features))[:STATISTICS_SAMPLE]
-    sample = as_model_input(features[np.sort(subset)]).astype(np.float32)
-    channel_axes = tuple(range(sample.ndim - 1))
-    return sample.mean(axis=channel_axes), sample.var(axis=channel_axes) + 1e-6
+    mean, variance = channel_statistics(features, subset)  # a chunk of rows in memory at a time
+    return mean, variance + 1e-6
 
 
 def make_optimizer(train_config: TrainConfig, steps: int) -> keras.optimizers.AdamW:

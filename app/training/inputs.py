@@ -185,6 +185,14 @@ def split_examples(
     return arrays
 
 
+def held_out_arrays(
+    arrays: dict[str, tuple[StoredExamples | np.ndarray, np.ndarray]],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The validation and test splits of split_examples' result, (features (n, …), labels (n,)) each, which it
+    holds in memory."""
+    return {name: (np.asarray(arrays[name][0]), arrays[name][1]) for name in SPLITS_IN_MEMORY if name in arrays}
+
+
 def channel_statistics(
     features: np.ndarray | ExampleRows, indices: np.ndarray, chunk_rows: int = STATISTICS_CHUNK_ROWS
 ) -> tuple[np.ndarray, np.ndarray]:

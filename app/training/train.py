@@ -50,7 +50,7 @@ from app.training.checkpoints import open_checkpoints, run_key
 from app.training.distribute import start_distribution
 from app.training.events import emit
 from app.training.held_out import evaluated_split, held_out_metrics
-from app.training.inputs import extract_to_store, split_examples
+from app.training.inputs import extract_to_store, held_out_arrays, split_examples
 from app.training.metadata import build_metadata
 from app.training.scan import check_out_dir, scan
 from app.training.splits import check_readable, split_files
@@ -136,7 +136,8 @@ def train(
     from app.training.export import export_model, write_model_files  # Keras: only once the input passed every check
     from app.training.fit import fit_model
 
-    validation = arrays["validation"] if validating else None
+    held_out = held_out_arrays(arrays)
+    validation = held_out["validation"] if validating else None
     emit("phase", phase="fitting", epochs=train_config.epochs, examples=len(training_set.features))
     fitted = fit_model(
         training_set, validation, len(dataset.class_names), preprocessing, train_config, progress,
@@ -147,10 +148,10 @@ def train(
         return TrainResult(out_dir, {"bundle": str(out_dir), "worker": distribution.worker_index, "written_by": 0})
     serving = serving_views(preprocessing, train_config)
     emit("phase", phase="evaluating")
-    metrics = held_out_metrics(fitted.model, arrays, serving, preprocessing, dataset.class_names)
+    metrics = held_out_metrics(fitted.model, held_out, serving, preprocessing, dataset.class_names)
     evaluated_on = evaluated_split(metrics)
     emit("phase", phase="exporting")
-    exported = export_model(fitted, arrays[evaluated_on][0] if evaluated_on else training_set.features)
+    exported = export_model(fitted, held_out[evaluated_on][0] if evaluated_on else training_set.features)
     metadata = build_metadata(
         name=out_dir.name, dataset=dataset, preprocessing=preprocessing, train_config=train_config,
         group_pattern=group_pattern, command=command, splits=splits, skipped=extraction.skipped,

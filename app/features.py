@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +44,6 @@ from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from app.audio import EXPECTED_AUDIO, decode_audio, fit_window, log_mel_spectrogram
 from app.config import AudioConfig, ImageConfig, to_dict
@@ -53,6 +51,7 @@ from app.content import check_content
 from app.errors import InputError
 from app.images import EXPECTED_IMAGE, load_image
 from app.sources import read_source_bytes
+from app.step_progress import step_progress
 
 # Bump when the feature code changes: cached features then no longer match. 4: silent clips and one-colour
 # images are skipped, as `predict` refuses them (version 3 caches hold their features).
@@ -161,7 +160,7 @@ def load_examples(
     with (
         threadpool_limits(limits=1, user_api="blas"),
         ThreadPoolExecutor(WORKERS) as pool,
-        _progress_bar(len(files), progress and len(files) >= PROGRESS_MIN_FILES) as bar,
+        step_progress(len(files), "features", "file", progress and len(files) >= PROGRESS_MIN_FILES) as bar,
     ):
         for chunk_index, (stacked, chunk_kept, chunk_skipped, chunk_keys) in enumerate(
             pool.map(partial(_process_chunk, config=config, spectrograms=spectrograms, known_keys=known_keys), chunks)
@@ -177,40 +176,6 @@ def load_examples(
     else:
         arrays = np.zeros((0, *feature_shape(config, spectrograms)), np.float32 if is_audio else np.uint8)
     return Extraction(arrays, np.asarray(kept, dtype=np.int64), skipped, keys)
-
-
-def _progress_bar(total: int, enabled: bool):
-    """A tqdm bar over `total` files on a terminal; otherwise (a log file, a pipe) a LoggedProgress."""
-    if enabled and not (sys.stderr is not None and sys.stderr.isatty()):
-        return LoggedProgress(total, "features")
-    return tqdm(total=total, desc="features", unit="file", disable=not enabled)
-
-
-class LoggedProgress(contextlib.AbstractContextManager):
-    """A stand-in for a tqdm bar that logs one INFO line each time another tenth of the total is done.
-
-    Example:
-        >>> with LoggedProgress(200, "features") as bar:  # logs "features: 10 % (20 of 200 files)" …
-        ...     for _ in range(10):
-        ...         bar.update(20)
-        >>> bar.done
-        200
-    """
-
-    def __init__(self, total: int, description: str) -> None:
-        self.total, self.description, self.done, self.tenths = total, description, 0, 0
-
-    def update(self, count: int) -> None:
-        """Count `count` more files done; log when that completes another tenth."""
-        self.done += count
-        tenths = self.done * 10 // max(1, self.total)
-        if tenths > self.tenths:
-            self.tenths = tenths
-            percent = 100 * self.done // max(1, self.total)
-            logger.info("%s: %d %% (%d of %d files)", self.description, percent, self.done, self.total)
-
-    def __exit__(self, *exception) -> None:
-        return None
 
 
 def feature_shape(config: AudioConfig | ImageConfig, spectrograms: bool = True) -> tuple[int, ...]:

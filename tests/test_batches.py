@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from app.config import AudioConfig, ImageConfig, TrainConfig
-from app.training.step_progress import LoggedProgress
+from app.step_progress import LoggedProgress
 from app.training.store import create_store, open_store
 
 CONFIG = AudioConfig()
@@ -61,9 +61,9 @@ def test_image_batches_read_from_a_store(tmp_path):
 
 def test_long_steps_log_lines_with_rate_and_time_left_and_no_escape_codes(monkeypatch, caplog):
     clock = iter(float(second) for second in range(0, 1000, 3))
-    monkeypatch.setattr("app.training.step_progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("app.step_progress.time.monotonic", lambda: next(clock))
     with (
-        caplog.at_level(logging.INFO, logger="app.training.step_progress"),
+        caplog.at_level(logging.INFO, logger="app.step_progress"),
         LoggedProgress(100, "variants", "clip") as bar,
     ):
         for _ in range(20):

@@ -127,16 +127,21 @@ class _Stream(io.StringIO):
 
 
 def test_progress_is_a_bar_on_a_terminal_and_a_log_line_per_tenth_otherwise(monkeypatch, caplog):
-    monkeypatch.setattr(features_module.sys, "stderr", _Stream(terminal=True))
-    bar = features_module._progress_bar(250, enabled=True)
-    assert isinstance(bar, features_module.tqdm) and not bar.disable
+    from app import step_progress
+
+    monkeypatch.setattr(step_progress.sys, "stderr", _Stream(terminal=True))
+    bar = step_progress.step_progress(250, "features", "file", enabled=True)
+    assert isinstance(bar, step_progress.tqdm) and not bar.disable
     bar.close()
-    monkeypatch.setattr(features_module.sys, "stderr", _Stream(terminal=False))
-    assert features_module._progress_bar(250, enabled=False).disable  # --quiet, or too few files
-    caplog.set_level(logging.INFO, logger="app.features")
-    with features_module._progress_bar(250, enabled=True) as bar:
+    monkeypatch.setattr(step_progress.sys, "stderr", _Stream(terminal=False))
+    assert step_progress.step_progress(250, "features", "file", enabled=False).disable  # --quiet, or few files
+    clock = iter(float(second) for second in range(0, 1000, 3))  # 3 s per update: past the quiet first seconds
+    monkeypatch.setattr(step_progress.time, "monotonic", lambda: next(clock))
+    caplog.set_level(logging.INFO, logger="app.step_progress")
+    with step_progress.step_progress(250, "features", "file", enabled=True) as bar:
         for _ in range(50):
             bar.update(5)
     lines = [record.getMessage() for record in caplog.records]
-    assert lines[0] == "features: 10 % (25 of 250 files)" and lines[-1] == "features: 100 % (250 of 250 files)"
-    assert len(lines) == 10 and not any("\r" in line for line in lines)
+    assert lines[0].startswith("features: 10 % (25 of 250 files)")
+    assert lines[-1].startswith("features: 100 % (250 of 250 files)")
+    assert len(lines) == 10 and not any("\r" in line or "\x1b" in line for line in lines)

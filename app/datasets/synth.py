@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 from scipy.signal import resample_poly
-from tqdm import tqdm
 
 from app.audio import loudest_window_start
 from app.datasets.wav_files import write_wav
 from app.errors import InputError
 from app.noise import NOISE_KINDS, add_at_snr, make_noise
+from app.step_progress import step_progress
 
 # The 30 words of Speech Commands v0.01 (v0.02 adds backward forward follow learn visual).
 SPEECH_COMMANDS_WORDS = (
@@ -433,7 +433,7 @@ def synthesize_dataset(
     if per_class < 0 or silence < 0:
         raise InputError(f"received per_class={per_class}, silence={silence}; expected counts ≥ 0")
     counts = {label: per_class for label in texts} | ({SILENCE_LABEL: silence} if silence else {})
-    with tqdm(total=sum(counts.values()), unit="clip", disable=not progress) as bar:
+    with step_progress(sum(counts.values()), "synthesis", "clip", progress) as bar:
         for label, label_texts in texts.items():
             shared = len(label_texts) > 1
             for number, text in enumerate(label_texts):  # per_class spread over the label's texts

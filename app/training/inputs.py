@@ -47,7 +47,7 @@ from app.config import AudioConfig, ImageConfig
 from app.errors import DatasetError, InputError
 from app.features import WORKERS, content_key, default_cache_dir, extract_features, feature_shape
 from app.sources import read_source_bytes
-from app.training.step_progress import step_progress
+from app.step_progress import step_progress
 from app.training.store import ExampleRows, StoredExamples, create_store
 
 logger = logging.getLogger(__name__)

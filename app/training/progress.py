@@ -16,8 +16,8 @@ from typing import Any
 
 import keras
 
+from app.step_progress import INTERVAL_SECONDS
 from app.training import events
-from app.training.step_progress import INTERVAL_SECONDS
 
 logger = logging.getLogger(__name__)
 

@@ -55,10 +55,10 @@ from app.class_folders import Dataset
 from app.config import AudioConfig, TrainConfig, to_dict
 from app.errors import InputError
 from app.features import default_cache_dir
+from app.step_progress import QUIET_SECONDS, step_progress
 from app.training import variant_worker
 from app.training.augment import waveform_variant
 from app.training.inputs import check_free_space, content_keys
-from app.training.step_progress import QUIET_SECONDS, step_progress
 from app.training.store import StoredExamples, create_store, open_store, open_store_writer
 
 logger = logging.getLogger(__name__)

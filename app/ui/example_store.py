@@ -269,13 +269,16 @@ class ExampleStore:
                 "examples, or remove the class"
             )
 
-    def write_dataset(self, target: Path, held_out: Mapping[str, Iterable[str]] | None = None) -> dict[str, int]:
+    def write_dataset(
+        self, target: Path, held_out: Mapping[str, Iterable[str]] | None = None, listing: str = "validation_list.txt"
+    ) -> dict[str, int]:
         """Write the examples as a class-folder dataset `target/<class name>/<file>` (hard links where the disk
         allows, else copies), for `python -m app train`.
 
         Args:
             target: a new folder.
-            held_out: {class id: example ids} to hold out for validation, listed in target/validation_list.txt.
+            held_out: {class id: example ids} to hold out, listed in target/`listing`: validation_list.txt (they
+                choose the epoch) or testing_list.txt (they only score the model).
 
         Returns:
             {class name: examples written}.
@@ -291,7 +294,7 @@ class ExampleStore:
                 if example.id in held:
                     listed.append(f"{name}/{example.file.name}")
         if listed:
-            (target / "validation_list.txt").write_text("\n".join(listed) + "\n")
+            (target / listing).write_text("\n".join(listed) + "\n")
         return {name: len(examples) for name, examples, _ in classes}
 
     # --- inside --------------------------------------------------------------------------------------------

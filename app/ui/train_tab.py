@@ -44,6 +44,7 @@ from app.ui.training_recipe import (
     EPOCH_CHOICES,
     HOLD_OUT_MIN,
     LEARNING_RATES,
+    held_out_listing,
     held_out_positions,
 )
 from app.ui.upload_batches import read_uploads
@@ -310,7 +311,7 @@ class TrainTab(widgets.VBox):
         held_out = self._held_out(store)
         run_dir = self.workspace.new_run_dir()
         data_dir, out_dir = run_dir / "data", self.workspace.models_dir / self._new_model_name(kind)
-        store.write_dataset(data_dir, held_out)
+        store.write_dataset(data_dir, held_out, held_out_listing(recipe))
         self.history, self.planned_epochs, self.run_kind = {}, recipe.epochs, kind
         self.run = TrainingRun(
             train_command(data_dir, out_dir, kind, recipe.arguments(kind, bool(held_out))),

@@ -53,6 +53,7 @@ class Recipe:
     learning_rate: float = 0.002  # peak of the cosine schedule
     patience: int = 10  # epochs without a better held-out accuracy before stopping
     speech: bool = False  # sounds are spoken words: the SPEECH_AUGMENTATION recipe
+    early_stopping: bool = True  # held-out examples choose the epoch (else they only score the last one)
 
     def __post_init__(self) -> None:
         if not EPOCH_CHOICES[0] <= self.epochs <= EPOCH_CHOICES[1]:
@@ -63,11 +64,12 @@ class Recipe:
     def arguments(self, kind: str, holding_out: bool) -> list[str]:
         """The `python -m app train` options of this recipe for "audio" or "image" data; `holding_out` when the
         dataset lists held-out examples in its validation_list.txt."""
-        split = (
-            ["--validation-percent", "20", "--test-percent", "0", "--patience", str(self.patience)]
-            if holding_out
-            else ["--validation-percent", "0", "--test-percent", "0"]
-        )
+        if holding_out and self.early_stopping:
+            split = ["--validation-percent", "20", "--test-percent", "0", "--patience", str(self.patience)]
+        elif holding_out:
+            split = ["--validation-percent", "0", "--test-percent", "20"]
+        else:
+            split = ["--validation-percent", "0", "--test-percent", "0"]
         if kind == "audio":
             augmentation = SPEECH_AUGMENTATION if self.speech else AUDIO_AUGMENTATION
         else:
@@ -82,6 +84,12 @@ DEFAULTS = {
     "audio": Recipe(),
     "image": Recipe(epochs=60, batch_size=8, learning_rate=0.005, patience=15),
 }
+
+
+def held_out_listing(recipe: Recipe) -> str:
+    """The dataset's list file of the held-out examples: validation_list.txt when they choose the epoch,
+    testing_list.txt when they only score the model."""
+    return "validation_list.txt" if recipe.early_stopping else "testing_list.txt"
 
 
 def held_out_positions(count: int) -> list[int]:

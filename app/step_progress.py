@@ -1,10 +1,11 @@
-"""Progress of the long steps of a training run before fitting (reading the files, extracting features, making
-waveform variants): a tqdm bar on a terminal; otherwise (a log file, a pipe) an INFO log line each time another
-tenth is done or INTERVAL_SECONDS have passed since the last line, whichever comes first, with the rate and the
-time left, and no carriage returns or escape codes. A step shorter than QUIET_SECONDS shows nothing either way.
+"""Progress of long steps (reading and decoding files, extracting features, making waveform variants,
+synthesising data): a tqdm bar on a terminal; otherwise (a log file, a pipe) an INFO log line each time
+another tenth is done or INTERVAL_SECONDS have passed since the last line, whichever comes first, with the rate
+and the time left, and no carriage returns or escape codes. A step shorter than QUIET_SECONDS shows nothing
+either way.
 
 Example:
-    >>> from app.training.step_progress import describe_progress, step_progress
+    >>> from app.step_progress import describe_progress, step_progress
     >>> describe_progress("variants", "clip", done=300, total=1200, seconds=10.0)
     'variants: 25 % (300 of 1,200 clips), 30.0 clips/s, ETA 30 s'
     >>> with step_progress(1200, "variants", "clip", enabled=False) as bar:  # --quiet: nothing shown
@@ -43,7 +44,7 @@ class LoggedProgress(contextlib.AbstractContextManager):
         self.done, self.tenths = 0, 0
         self.started = self.last_line = time.monotonic()
 
-    def update(self, count: int) -> None:
+    def update(self, count: int = 1) -> None:
         """Count `count` more units done; log a line if one is due."""
         self.done += count
         now = time.monotonic()

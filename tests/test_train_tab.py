@@ -32,7 +32,7 @@ from app.ui.common import MAX_UPLOAD_BYTES
 from app.ui.curves import curves_html
 from app.ui.example_store import check_class_name
 from app.ui.training_process import TrainingRun, remove_unfinished
-from app.ui.training_recipe import HOLD_OUT_MIN, Recipe, held_out_positions
+from app.ui.training_recipe import DEFAULTS, HOLD_OUT_MIN, Recipe, held_out_listing, held_out_positions
 from app.ui.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,7 +343,9 @@ def test_the_plan_says_what_is_held_out(tab):
     tab.collector.add_examples(first, [(f"{n}.wav", wav_bytes(440, n), "") for n in range(HOLD_OUT_MIN)], "upload")
     assert "Every one will train" in tab.plan.value
     tab.collector.add_examples(second, [(f"{n}.wav", wav_bytes(900, n), "") for n in range(HOLD_OUT_MIN)], "upload")
-    assert "4 of them will be held out" in tab.plan.value
+    assert "4 of them will be held out to score the model and stop training at its best" in tab.plan.value
+    tab.early_stopping.value = False
+    assert tab.plan.value.endswith("4 of them will be held out to score the model.</div>")
     held = tab._held_out(tab.store)
     assert {class_id: len(ids) for class_id, ids in held.items()} == {first: 2, second: 2}
     written = tab.store.write_dataset(tab.workspace.runs_dir / "check", held)
@@ -360,6 +362,11 @@ def test_recipe_options():
     assert arguments[:6] == ["--epochs", "5", "--batch-size", "8", "--learning-rate", "0.001"]
     assert "--validation-percent" in arguments and arguments[arguments.index("--validation-percent") + 1] == "0"
     assert "--time-stretch" in arguments and "--rotation" not in arguments
+    pictures = DEFAULTS["image"]
+    assert not pictures.early_stopping and held_out_listing(pictures) == "testing_list.txt"
+    split = pictures.arguments("image", holding_out=True)
+    assert split[split.index("--test-percent") + 1] == "20" and "--patience" not in split
+    assert held_out_listing(DEFAULTS["audio"]) == "validation_list.txt"
     speech = Recipe(speech=True)
     assert "--subtract-band-mean" in speech.arguments("audio", holding_out=True)
     assert "--subtract-band-mean" not in speech.arguments("image", holding_out=True)
@@ -487,6 +494,9 @@ def test_training_in_the_tab_makes_a_model_for_every_tab(dashboard, tmp_path):
         not (tab.workspace.runs_dir / "1" / "data").exists() and (tab.workspace.runs_dir / "1" / "train.log").exists()
     )
     assert "per class" in tab.metrics.value and "held-out examples" in tab.metrics.value
+    for example_class in tab.store.classes:  # the Audio tab's examples: the held-out ones first
+        held = {example_class.examples[i].file.name for i in held_out_positions(HOLD_OUT_MIN)}
+        assert held <= {path.name for path in (bundle / "samples" / example_class.name).iterdir()}
 
     # at once in the Audio tab (which had no models before: a new tab took its place), chosen, with examples
     audio = dashboard.audio

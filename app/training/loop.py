@@ -8,7 +8,8 @@ A `tf.function` runs one step on every replica (`strategy.run`): the label-smoot
 the global batch (`tf.nn.compute_average_loss`), its gradients, summed over the replicas by the optimizer, and
 AdamW's update (with its moving average of the weights under weight averaging). After the epoch, validation
 runs on the averaged weights when there are any (as SwapEMAWeights did), keeps a copy of the best epoch's
-weights and stops after `patience` epochs without a better validation accuracy; the model ends with the best
+weights and stops after `patience` epochs without a better validation (a higher accuracy, or the same accuracy
+with a lower loss); the model ends with the best
 epoch's weights (without validation data: the last weights, or their average). A checkpoint then records the
 epoch (app.training.loop_state), so that a killed run can continue. Progress goes through Keras' callbacks
 (app.training.progress): the bar on a terminal, a log line per epoch otherwise. Imports TensorFlow.
@@ -161,10 +162,11 @@ class TrainingLoop:
         weights and counts the epochs without gain in `state`."""
         with self._averaged_weights():
             logs = {f"val_{name}": value for name, value in _metrics(self._validation_sums()).items()}
-            accuracy = logs["val_accuracy"]
+            accuracy, loss = logs["val_accuracy"], logs["val_loss"]
             state.epochs_without_gain += 1
-            if state.best_accuracy is None or accuracy > state.best_accuracy:
-                state.best_accuracy, state.best_epoch, state.epochs_without_gain = accuracy, epoch, 0
+            if _better(accuracy, loss, state.best_accuracy, state.best_loss):
+                state.best_accuracy, state.best_loss, state.best_epoch = accuracy, loss, epoch
+                state.epochs_without_gain = 0
                 for best, weight in zip(self.best_weights, self.model.weights, strict=True):
                     best.assign(weight.value)
             elif state.epochs_without_gain >= self.train_config.patience and epoch > 0:
@@ -298,3 +300,17 @@ def _metrics(sums: np.ndarray) -> dict[str, float]:
     loss_sum, correct, count = (float(value) for value in sums)
     count = max(count, 1.0)
     return {"loss": loss_sum / count, "accuracy": correct / count}
+
+
+def _better(accuracy: float, loss: float, best_accuracy: float | None, best_loss: float | None) -> bool:
+    """Whether an epoch's validation beats the best so far: a higher accuracy, or the same accuracy with a lower
+    loss (a small validation set is often right on every example from the first epochs on, and accuracy alone
+    would then keep the first, least trained, weights).
+
+    Example:
+        >>> _better(1.0, 0.2, 1.0, 0.6), _better(1.0, 0.7, 1.0, 0.6), _better(0.9, 0.1, 1.0, 0.6)
+        (True, False, False)
+    """
+    if best_accuracy is None or best_loss is None:
+        return True
+    return accuracy > best_accuracy or (accuracy == best_accuracy and loss < best_loss)

@@ -41,6 +41,7 @@ class LoopState:
     epochs_done: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)  # loss, accuracy (val_loss, val_accuracy)
     best_accuracy: float | None = None  # the best validation accuracy so far
+    best_loss: float | None = None  # the validation loss of that epoch (breaks ties of accuracy)
     best_epoch: int | None = None  # its 0-based epoch
     epochs_without_gain: int = 0  # since best_epoch (early stopping's count)
     stopped: bool = False  # early stopping ended the run

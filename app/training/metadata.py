@@ -14,8 +14,6 @@ import platform
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from app.bundle import FORMAT_VERSION
 from app.class_folders import Dataset
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
@@ -76,7 +74,7 @@ def build_metadata(
             "command": command,
             "epochs_run": len(history["loss"]),
             # validation chose the epoch (a run without validation data has no val_accuracy)
-            "best_epoch": int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None,
+            "best_epoch": best_epoch(history) if "val_accuracy" in history else None,
             "history": {key: [round(float(v), 5) for v in values] for key, values in history.items()},
             "distribution": fitted.distribution,  # {"strategy": none|mirrored|multi-worker, "workers", "replicas"}
             "seconds": round(seconds, 1),
@@ -113,3 +111,15 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return versions
+
+
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """The 1-based epoch whose weights the bundle keeps, as the training loop chose it: the highest validation
+    accuracy, ties broken by the lower validation loss, then by the earlier epoch.
+
+    Example:
+        >>> best_epoch({"val_accuracy": [1.0, 1.0, 0.9], "val_loss": [0.6, 0.2, 0.1]})
+        2
+    """
+    accuracy, loss = history["val_accuracy"], history["val_loss"]
+    return min(range(len(accuracy)), key=lambda epoch: (-accuracy[epoch], loss[epoch])) + 1

@@ -50,6 +50,8 @@ from app.ui.training_recipe import (
 from app.ui.upload_batches import read_uploads
 from app.ui.workspace import Workspace, current_workspace
 
+# What the held-out examples did, by the split that scored the model (app.training.held_out).
+CHOSE = {"validation": "which also chose the best epoch", "test": "never trained on"}
 SAMPLES_PER_CLASS = 3  # of the visitor's examples copied into a new bundle, for the Audio and Images tabs
 MODEL_PREFIX = {"audio": "my-sounds", "image": "my-pictures"}
 PHASE_TEXT = {
@@ -172,6 +174,11 @@ class TrainTab(widgets.VBox):
             value=False, description="Spoken words", indent=False, layout=widgets.Layout(width="auto")
         )
         self.speech.add_class("onepipe-speech")
+        self.early_stopping = widgets.Checkbox(
+            value=defaults.early_stopping, description="Stop early", indent=False, layout=widgets.Layout(width="auto")
+        )
+        self.early_stopping.add_class("onepipe-early-stopping")
+        self.early_stopping.observe(lambda _: self._examples_changed(), "value")
         for option in (self.epochs, self.batch_size, self.learning_rate):
             option.style = {"description_width": "110px"}
         advanced = widgets.Accordion(
@@ -181,10 +188,12 @@ class TrainTab(widgets.VBox):
                         self.epochs,
                         self.batch_size,
                         self.learning_rate,
+                        self.early_stopping,
                         self.speech,
                         widgets.HTML(
-                            '<div class="onepipe-hint">Epochs: the most passes over the examples; with '
-                            f"{HOLD_OUT_MIN} or more per class, training stops once the held-out ones stop improving. "
+                            '<div class="onepipe-hint">Epochs: passes over the examples. Stop early: with '
+                            f"{HOLD_OUT_MIN} or more per class, the held-out examples choose the best epoch and end "
+                            "training once they stop improving (else they only score the last one). "
                             "Spoken words: for sounds that are words, to be recognised in voices the model never "
                             "heard (it ignores each voice's and microphone's colour, so not for a whistle or a hum)."
                             "</div>"
@@ -268,7 +277,7 @@ class TrainTab(widgets.VBox):
         self.speech.layout.display = None if audio else "none"
         defaults = DEFAULTS[self.kind.value]  # each kind starts from its own recipe
         self.epochs.value, self.batch_size.value = defaults.epochs, defaults.batch_size
-        self.learning_rate.value = defaults.learning_rate
+        self.learning_rate.value, self.early_stopping.value = defaults.learning_rate, defaults.early_stopping
         self._show_model()
         self._examples_changed()
 
@@ -281,11 +290,12 @@ class TrainTab(widgets.VBox):
         held = sum(len(held_out_positions(count)) for count in counts) if min(counts) >= HOLD_OUT_MIN else 0
         what = KINDS[self.kind.value]
         text = f"{total} {what} in {len(counts)} classes. "
-        text += (
-            f"{held} of them will be held out to score the model and stop training at its best."
-            if held
-            else f"Every one will train (with {HOLD_OUT_MIN} or more in each class, some are held out to score it)."
-        )
+        if not held:
+            text += f"Every one will train (with {HOLD_OUT_MIN} or more in each class, some are held out to score it)."
+        elif self.early_stopping.value:
+            text += f"{held} of them will be held out to score the model and stop training at its best."
+        else:
+            text += f"{held} of them will be held out to score the model."
         self.plan.value = f'<div class="onepipe-hint">{html.escape(text)}</div>'
 
     # --- training ------------------------------------------------------------------------------------------
@@ -304,6 +314,7 @@ class TrainTab(widgets.VBox):
                 batch_size=self.batch_size.value,
                 learning_rate=self.learning_rate.value,
                 speech=self.speech.value and kind == "audio",
+                early_stopping=self.early_stopping.value,
             )
         except (InputError, ValueError) as error:
             self.show_status(_sentence(error), "error")
@@ -370,17 +381,18 @@ class TrainTab(widgets.VBox):
 
     def _ended(self, end: RunEnd, out_dir: Path, data_dir: Path) -> None:
         self.workspace.record_trainer(None)
-        shutil.rmtree(data_dir, ignore_errors=True)  # links to the examples: the log stays beside it
         self.train_button.disabled, self.cancel_button.disabled = False, True
-        if end.summary is None:
+        bundle = Path(end.summary["bundle"]) if end.summary else None
+        if bundle is None or not self.workspace.contains(bundle):  # the command names a folder in the workspace
             remove_unfinished(out_dir)
-            self.show_status(end.message, "info" if end.cancelled else "error")
+            if end.cancelled and self.workspace.contains(out_dir):  # finished as Cancel came: cancelled all the same
+                shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(data_dir, ignore_errors=True)
+            message = end.message or "The model was not written where expected; please train again."
+            self.show_status(message, "info" if end.cancelled else "error")
             return
-        bundle = Path(end.summary["bundle"])
-        if not self.workspace.contains(bundle):  # never: the command names a folder in the workspace
-            self.show_status("The model was written outside this visitor's folder; it is not listed.", "error")
-            return
-        self._add_samples(bundle)
+        self._add_samples(bundle, data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)  # links to the examples: the run's log stays beside it
         self.models[self.run_kind].append(bundle)
         self.show_status(f"Model ready in {end.seconds:.0f} s: {bundle.name}.", "done")
         if self.run_kind == self.kind.value:
@@ -390,18 +402,27 @@ class TrainTab(widgets.VBox):
         except Exception:  # the other tabs failing to list it must not hide the result here
             log.exception("the new model could not be listed in the other tabs")
 
-    def _add_samples(self, bundle: Path) -> None:
-        """Copy a few examples of each class (held-out ones first) into <bundle>/samples/<class>/, so that the
-        Audio or Images tab offers them to try."""
-        store = self.stores[self.run_kind]
+    def _add_samples(self, bundle: Path, data_dir: Path) -> None:
+        """Copy a few examples of each class of the run's dataset (held-out ones first: the model never trained on
+        those that only score it) into <bundle>/samples/<class>/, so that the Audio or Images tab offers them."""
+        held_out = set()
+        for listing in ("validation_list.txt", "testing_list.txt"):
+            if (data_dir / listing).is_file():
+                held_out |= set((data_dir / listing).read_text().splitlines())
         staging = bundle / ".samples-new"
-        shutil.rmtree(staging, ignore_errors=True)
-        for example_class in store.classes:
-            folder = staging / example_class.name
-            folder.mkdir(parents=True)
-            for example in example_class.examples[::-1][:SAMPLES_PER_CLASS]:
-                shutil.copyfile(example.file, folder / example.file.name)
-        staging.rename(bundle / paths.SAMPLES_FOLDER)
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            for class_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+                files = sorted(
+                    class_dir.iterdir(), key=lambda p: (f"{class_dir.name}/{p.name}" not in held_out, p.name)
+                )
+                (staging / class_dir.name).mkdir(parents=True)
+                for path in files[:SAMPLES_PER_CLASS]:
+                    shutil.copyfile(path, staging / class_dir.name / path.name)
+            staging.rename(bundle / paths.SAMPLES_FOLDER)
+        except OSError as error:  # the model works without them
+            log.warning("no example files for %s: %s", bundle.name, error)
+            shutil.rmtree(staging, ignore_errors=True)
 
     def show_status(self, text: str, level: str = "info") -> None:
         self.status.value = message_html(text, level) if text else ""
@@ -541,7 +562,7 @@ def _metrics_html(metadata: dict[str, Any]) -> str:
         shown = "—" if accuracy is None else f"{100 * accuracy:.0f} %"
         rows += f"<tr><th>{html.escape(name)}</th>{cells}<td>{shown}</td></tr>"
     return (
-        f'<div class="onepipe-hint">On the {scores.get("count")} held-out examples (which also chose the best epoch): '
+        f'<div class="onepipe-hint">On the {scores.get("count")} held-out examples ({CHOSE.get(str(split), "")}): '
         f"<b>{100 * scores['accuracy']:.0f} %</b> right. Rows: the true class; columns: the answer.</div>"
         f"<table><tr><th></th>{header}<th>per class</th></tr>{rows}</table>"
     )

@@ -10,7 +10,12 @@ microphone) and the augmentation is stronger still, which helps with voices the 
 sound that stays the same for the whole second (a whistle, a hum), hence not the default.
 
 Pictures bring no waveform variants, so an epoch of theirs is a few optimizer steps: their defaults take smaller
-batches, a higher learning rate and more epochs (DEFAULTS).
+batches, a higher learning rate and more epochs (DEFAULTS), and no early stopping: training keeps the earliest epoch
+with the best held-out accuracy, and a few held-out pictures reach 100 % long before the model is trained (a model
+kept that way answered 50 % on its own training pictures moved by a few pixels; trained to the end, 100 %). Their
+held-out examples only score the model. Sounds bring four variants of each clip, so their early epochs are trained
+already, and stopping early helped with voices the model never heard (trained on one speaker's digits, 74 % and
+75 % right on other speakers, against 64 % and 60 % trained to the end).
 
 Example:
     >>> recipe = Recipe(epochs=20)
@@ -82,7 +87,7 @@ class Recipe:
 
 DEFAULTS = {
     "audio": Recipe(),
-    "image": Recipe(epochs=60, batch_size=8, learning_rate=0.005, patience=15),
+    "image": Recipe(epochs=60, batch_size=8, learning_rate=0.005, early_stopping=False),
 }
 
 

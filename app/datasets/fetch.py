@@ -8,6 +8,8 @@ finished file is checked against the publisher's digest, if one is given.
 from __future__ import annotations
 
 import http.client
+import logging
+import sys
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
@@ -16,6 +18,8 @@ from tqdm import tqdm
 
 from app.errors import DatasetError
 from app.hashing import file_digest
+
+logger = logging.getLogger(__name__)
 
 BASE_URL_VARIABLE = "ONEPIPE_DOWNLOAD_BASE_URL"  # a mirror's URL prefix, used instead of the publishers'
 _CHUNK_BYTES = 1 << 20
@@ -132,24 +136,26 @@ def _download_to(url: str, partial: Path, progress: bool) -> None:
                 validator.write_text(known)
         content_length = response.headers.get("Content-Length")
         total = offset + int(content_length) if content_length and content_length.isdigit() else None
-        with (
-            open(partial, mode) as output,
-            tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=partial.name.removesuffix(".part"),
-                disable=not progress,
-            ) as bar,
-        ):
-            while chunk := response.read(_CHUNK_BYTES):
-                output.write(chunk)
-                bar.update(len(chunk))
+        with open(partial, mode) as output:
+            _copy(response, output, offset, total, partial.name.removesuffix(".part"), progress)
     received = partial.stat().st_size
     if total is not None and received < total:
         raise _Interrupted(f"connection closed after {received} of {total} bytes")
+
+
+def _copy(response, output, offset: int, total: int | None, name: str, progress: bool) -> None:
+    """Copy the response body into the open file: a byte bar on a terminal, a line before and after otherwise
+    (a log file gets no carriage returns)."""
+    on_terminal = sys.stderr is not None and sys.stderr.isatty()
+    if progress and not on_terminal:
+        logger.info("downloading %s (%s bytes)", name, total or "unknown")
+    bar_options = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": name}
+    with tqdm(total=total, initial=offset, disable=not (progress and on_terminal), **bar_options) as bar:
+        while chunk := response.read(_CHUNK_BYTES):
+            output.write(chunk)
+            bar.update(len(chunk))
+    if progress and not on_terminal:
+        logger.info("downloaded %s (%d bytes)", name, output.tell())
 
 
 def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | None:

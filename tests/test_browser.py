@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures_data import TONE_CLASSES, tone, write_wav
 from PIL import Image
-from ui_helpers import require_chromium, write_y4m
+from ui_helpers import BrowserPage, require_chromium, write_y4m
 
 from app.predict import Predictor
 from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, fake_media_args, start_voila, stop_process
@@ -28,7 +27,6 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
 # Harmless in the browser console: the CDN font stylesheet (no name resolves in the tests), and version notes
 # of shared modules.
-HARMLESS = (re.compile(r"Failed to load resource: net::ERR_(NAME_NOT_RESOLVED|INTERNET_DISCONNECTED|CONNECTION)"),)
 MIC_CLASS, CAMERA_INDEX = "high", 0
 
 
@@ -69,18 +67,11 @@ def browser(playwright, media):
     browser.close()
 
 
-class Dashboard:
+class Dashboard(BrowserPage):
     """A loaded dashboard page and its console errors."""
 
     def __init__(self, browser, url: str):
-        self.context = browser.new_context(viewport={"width": 1200, "height": 900})
-        self.context.grant_permissions(["microphone", "camera"])
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        self.page.goto(url)
-        self.page.wait_for_selector(".onepipe-predict", timeout=TIMEOUT_MS)
+        super().__init__(browser, url, TIMEOUT_MS, viewport={"width": 1200, "height": 900})
 
     def tab(self, name: str):
         self.page.get_by_role("tab", name=name).click()
@@ -100,12 +91,6 @@ class Dashboard:
 
     def result_html(self, tab) -> str:
         return tab.locator(".onepipe-result .widget-html-content").inner_html()
-
-    def serious_errors(self) -> list[str]:
-        return [e for e in self.errors if not any(p.search(e) for p in HARMLESS)]
-
-    def close(self) -> None:
-        self.context.close()
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ only) gives messages and the page keeps working. Each test gets its own page, he
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
 import pytest
 from fixtures_data import TONE_CLASSES, shape_image, tone, write_wav
 from PIL import Image
-from ui_helpers import require_chromium, write_y4m
+from ui_helpers import BrowserPage, require_chromium, write_y4m
 
 from app.predict import Predictor
 from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, PROJECT_ROOT, fake_media_args, start_voila, stop_process
@@ -28,7 +27,6 @@ require_chromium(module=True)
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
 TRAINING_TIMEOUT_MS = 240_000  # a tiny model on a busy 2-core computer
-HARMLESS = (re.compile(r"Failed to load resource: net::ERR_(NAME_NOT_RESOLVED|INTERNET_DISCONNECTED|CONNECTION)"),)
 MICROPHONE_TONE = TONE_CLASSES["high"]
 
 
@@ -70,18 +68,11 @@ def browser(media):
         browser.close()
 
 
-class Page:
+class Page(BrowserPage):
     """A dashboard page with its Train tab open, and its console errors."""
 
     def __init__(self, browser, url: str):
-        self.context = browser.new_context(viewport={"width": 1200, "height": 1000}, accept_downloads=True)
-        self.context.grant_permissions(["microphone", "camera"])
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        self.page.goto(url)
-        self.page.wait_for_selector(".onepipe-predict", timeout=TIMEOUT_MS)
+        super().__init__(browser, url, TIMEOUT_MS, viewport={"width": 1200, "height": 1000}, accept_downloads=True)
         self.train = self.open("Train")
 
     def open(self, name: str):
@@ -141,12 +132,6 @@ class Page:
     def epochs_drawn(self) -> int:
         value = self.train.locator(".onepipe-curves").get_attribute("data-epochs")
         return int(value or 0)
-
-    def serious_errors(self) -> list[str]:
-        return [e for e in self.errors if not any(p.search(e) for p in HARMLESS)]
-
-    def close(self) -> None:
-        self.context.close()
 
 
 @pytest.fixture

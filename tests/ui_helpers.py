@@ -6,6 +6,7 @@ The `ui_models` fixture lives in conftest.py; Voila and Chromium's flags in benc
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,31 @@ def require_chromium(module: bool = False) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{CHROMIUM} is not installed; `make chromium` installs Debian's package", pytrace=False)
     pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=module)
+
+
+# Console errors that say only that the page could not reach the internet (the tests resolve no names).
+HARMLESS_ERRORS = (
+    re.compile(r"Failed to load resource: net::ERR_(NAME_NOT_RESOLVED|INTERNET_DISCONNECTED|CONNECTION)"),
+)
+
+
+class BrowserPage:
+    """A dashboard page in its own browser context, with microphone and camera allowed, loaded until Predict
+    shows, and the console errors it logged."""
+
+    def __init__(self, browser, url: str, timeout_ms: float, **context_options):
+        self.context = browser.new_context(**context_options)
+        self.context.grant_permissions(["microphone", "camera"])
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.goto(url)
+        self.page.wait_for_selector(".onepipe-predict", timeout=timeout_ms)
+
+    def serious_errors(self) -> list[str]:
+        """The console errors other than HARMLESS_ERRORS."""
+        return [e for e in self.errors if not any(p.search(e) for p in HARMLESS_ERRORS)]
+
+    def close(self) -> None:
+        self.context.close()

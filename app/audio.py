@@ -336,7 +336,22 @@ def resampling_ratio(from_rate: int, to_rate: int) -> tuple[int, int]:
 
 def fit_window(waveform: np.ndarray, config: AudioConfig) -> np.ndarray:
     """A (clip_samples,) window: short clips are centred in silence; long ones are cut around their loudest
-    part, centred on its energy (so a short word in a long recording sits mid-window, as in training)."""
+    part, centred on its energy (so a short word in a long recording sits mid-window, as in training).
+
+    Near either end of a long recording the window stays inside it, so a word there is off-centre, unless
+    config.window_past_edges: the window is then centred on the word and reaches past the end into silence,
+    as a short clip's padding does.
+
+    Example:
+        >>> config = AudioConfig(sample_rate=1000, clip_seconds=1.0, n_fft=64, hop_length=10, f_max=450.0)
+        >>> recording = np.zeros(3000, np.float32)
+        >>> recording[:200] = 1.0  # a 0.2 s "word" at the very start of 3 s
+        >>> int(np.flatnonzero(fit_window(recording, config))[0])  # kept inside: the word opens the window
+        0
+        >>> import dataclasses
+        >>> int(np.flatnonzero(fit_window(recording, dataclasses.replace(config, window_past_edges=True)))[0])
+        400
+    """
     length = config.clip_samples
     if waveform.size == length:
         return waveform.astype(np.float32, copy=False)
@@ -349,8 +364,25 @@ def fit_window(waveform: np.ndarray, config: AudioConfig) -> np.ndarray:
     # A word shorter than the window fits in many equally loud windows; centre it, as in training.
     inside = waveform[best : best + length].astype(np.float64) ** 2
     centre = best + float(np.dot(np.arange(length), inside) / max(float(inside.sum()), 1e-20))
+    if config.window_past_edges:
+        return window_at(waveform, int(round(centre - length / 2)), length)
     start = int(np.clip(round(centre - length / 2), 0, waveform.size - length))
     return waveform[start : start + length].astype(np.float32, copy=False)
+
+
+def window_at(waveform: np.ndarray, start: int, length: int) -> np.ndarray:
+    """The float32 (length,) stretch of a (samples,) waveform from `start` (which may be negative or run past the
+    end); samples outside the waveform are silence (0).
+
+    Example:
+        >>> window_at(np.array([1.0, 2.0, 3.0]), -1, 3).tolist(), window_at(np.array([1.0, 2.0, 3.0]), 2, 3).tolist()
+        ([0.0, 1.0, 2.0], [3.0, 0.0, 0.0])
+    """
+    window = np.zeros(length, np.float32)
+    first, last = max(start, 0), min(start + length, waveform.size)
+    if first < last:
+        window[first - start : last - start] = waveform[first:last]
+    return window
 
 
 def loudest_window_start(waveform: np.ndarray, window_samples: int, step: int = 1) -> int:

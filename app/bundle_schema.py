@@ -248,8 +248,10 @@ SERVING = ObjectOf(
     },
     "test-time views",
 )
+# What serving applies (app.predict): softmax(log p / temperature), and the familiarity statistic's threshold. The
+# other fields of these sections (where they were fitted, the ECE …) are read by people and by `evaluate` only.
 CALIBRATION = ObjectOf({"temperature": number(0, MAX_TEMPERATURE, above=True)}, "calibration settings")
-FAMILIARITY = ObjectOf({"threshold": FINITE_NUMBER}, "familiarity settings")
+FAMILIARITY = ObjectOf({"statistic": NAME, "threshold": FINITE_NUMBER}, "familiarity settings")
 TOP_LEVEL: dict[str, Rule | ListOf | FileDigests | ObjectOf] = {
     "format_version": whole_number(1, FORMAT_VERSION),
     "kind": one_of("audio", "image"),

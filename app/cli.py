@@ -1,4 +1,4 @@
-"""Command line: `python -m app train | evaluate | predict | data`.
+"""Command line: `python -m app train | evaluate | predict | calibrate | data`.
 
 Results go to stdout (JSON lines, the evaluation table); progress, log lines and errors to stderr. Exit codes:
 0 on success, 1 on an unexpected error, 2 with a one-line message on bad input or arguments, 130 when
@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--noise-from-silence", action="store_true", help="audio: mix `_silence_` training clips in as background noise"
     )
     train.add_argument(
+        "--reverberation",
+        type=_probability,
+        metavar="P",
+        help="audio: play a share P of the waveform variants in a random synthetic room (echo; e.g. 0.5)",
+    )
+    train.add_argument(
         "--frequency-warp",
         type=_warp_fraction,
         metavar="FRACTION",
@@ -254,12 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--subtract-band-mean", action="store_true", help="audio: remove each mel band's mean (microphone colour)"
     )
+    train.add_argument(
+        "--window-past-edges",
+        action="store_true",
+        help="audio: centre a word near either end of a long recording in its window, as a short clip is "
+        "(the window reaches past the end into silence)",
+    )
     train.add_argument("--force", action="store_true", help="replace an existing bundle")
     train.add_argument(
         "--resume",
         action="store_true",
         help="continue a killed run of this same command from its last completed epoch (its checkpoint is kept in "
         "a hidden .NAME.checkpoint folder beside --out until the bundle is written); without it a run starts afresh",
+    )
+    train.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="BUNDLE",
+        help="start from the trained layers of BUNDLE (e.g. models/speech-commands), with a new output layer for "
+        "these classes: few examples then reach voices or scenes they lack; BUNDLE must be of the same kind, "
+        "preprocessing and input shape (refused otherwise)",
     )
     train.add_argument(
         "--distribute",
@@ -296,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="predict files; one JSON line per file",
         description="Print one JSON line per file on stdout: {file, predictions: [{label, score}, …]} with the "
-        "highest score first, or {file, error}. Example: python -m app predict models/spoken-digits clip.wav",
+        "highest score first (and familiar: false when the file is unlike the bundle's training data, true "
+        "otherwise, for bundles with a familiarity threshold), or {file, error}. Example: python -m app predict "
+        "models/spoken-digits clip.wav",
     )
     predict.add_argument("bundle_dir", type=Path, help="a bundle folder, e.g. models/spoken-digits")
     predict.add_argument("files", type=Path, nargs="+", help="audio clips or images, in any common format")
@@ -309,6 +331,29 @@ def build_parser() -> argparse.ArgumentParser:
         "where masking a part lowered the top label's score most (its path is the JSON line's explanation)",
     )
     predict.set_defaults(func=_predict)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit a bundle's calibration and familiarity threshold on files it did not train on",
+        description="Fit the temperature that makes a bundle's scores calibrated probabilities, and the familiarity "
+        "threshold below which an input is said to be unlike its training data, on labelled files the bundle did "
+        "not train on, and write both into its metadata.json (the model files stay as they are). DATA_DIR is the "
+        "bundle's own training folder (its held-out split is used) or another class-folder dataset; --from copies "
+        "them from a bundle of the same recipe instead. Prints one JSON line. Example: python -m app calibrate "
+        "models/my-model my_data",
+    )
+    calibrate.add_argument("bundle_dir", type=Path, help="the bundle to calibrate, e.g. models/my-model")
+    calibrate.add_argument("data_dir", type=Path, nargs="?", help="class-folder dataset: DATA_DIR/<class>/<file>")
+    calibrate.add_argument(
+        "--from",
+        dest="from_bundle",
+        type=Path,
+        metavar="OTHER_BUNDLE",
+        help="copy the calibration and threshold of OTHER_BUNDLE, of the same classes, kind and preprocessing "
+        "(e.g. the measured run of a bundle that trained on every file)",
+    )
+    calibrate.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    calibrate.set_defaults(func=_calibrate)
 
     from app.datasets import cli as data_cli
 
@@ -373,6 +418,7 @@ def _train_and_report(args: argparse.Namespace) -> int:
         extra_folder_classes=dict(args.extra_folder_classes),
         resume=args.resume,
         distribute=args.distribute,
+        init_from=args.init_from,
     )
     print(json.dumps(result.summary))  # the result on stdout; the run's messages are log lines on stderr
     return 0
@@ -383,6 +429,7 @@ KIND_OPTIONS = {
     "audio": {
         "augment_copies": "--augment-copies",
         "noise_from_silence": "--noise-from-silence",
+        "reverberation": "--reverberation",
         "frequency_warp": "--frequency-warp",
         "time_stretch": "--time-stretch",
     },
@@ -438,6 +485,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         mixup=args.mixup,
         augment=False if args.no_augment else None,
         augment_copies=args.augment_copies,
+        reverberation=args.reverberation,
         horizontal_flip=True if args.horizontal_flip else None,
         rotation_degrees=args.rotation,
         zoom=args.zoom,
@@ -460,6 +508,7 @@ def preprocessing_from_args(args: argparse.Namespace, dataset=None) -> AudioConf
         "n_fft": args.n_fft,
         "hop_length": args.hop_length,
         "subtract_band_mean": True if args.subtract_band_mean else None,
+        "window_past_edges": True if args.window_past_edges else None,
     }
     image_options = {
         "image_size": args.image_size,
@@ -496,7 +545,7 @@ def _config(config_class, options: dict):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from app.evaluate import evaluate_bundle
+    from app.evaluate import evaluate_bundle, trust_lines
 
     metrics = evaluate_bundle(args.bundle_dir, args.data_dir, progress=not (args.json or args.quiet))
     if args.json:
@@ -514,6 +563,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"note: the bundle trained on {metrics['training_data']}, so this score includes files it learned "
             "from (the accuracy on the files it held out, if it held any out, is in its metadata.json)"
         )
+    print("\n".join(trust_lines(metrics)))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from app import calibrate_bundle
+
+    if (args.data_dir is None) == (args.from_bundle is None):
+        raise InputError("expected DATA_DIR (labelled files the bundle did not train on) or --from OTHER_BUNDLE: one")
+    if args.from_bundle is not None:
+        print(json.dumps(calibrate_bundle.calibrate_from(args.bundle_dir, args.from_bundle)))
+    else:
+        print(json.dumps(calibrate_bundle.calibrate_on_data(args.bundle_dir, args.data_dir, progress=not args.quiet)))
     return 0
 
 
@@ -527,7 +589,10 @@ def _predict(args: argparse.Namespace) -> int:
     bad_input = unexpected = 0
     for file in args.files:
         try:
-            line: dict[str, Any] = {"file": str(file), "predictions": predictor(file, top_k=args.top_k)}
+            assessed = predictor.assess(file, top_k=args.top_k)
+            line: dict[str, Any] = {"file": str(file), "predictions": assessed.predictions}
+            if assessed.familiar is not None:  # bundles with a familiarity threshold
+                line["familiar"] = assessed.familiar
             if explain_dir is not None:
                 explanation = predictor.explain(file, label=line["predictions"][0]["label"])
                 line["explanation"] = str(_write_overlay(explanation, explain_dir, file, written))

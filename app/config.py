@@ -40,6 +40,9 @@ class AudioConfig:
     # Subtract each mel band's mean over time (cepstral mean normalisation): removes the colouring of
     # a microphone or room and some of a speaker's timbre.
     subtract_band_mean: bool = False
+    # Long recordings: the window may reach past either end (into silence) so that a word near the start or end
+    # is centred, as a short clip is in its padding. False, as in bundles made before it: it stays inside.
+    window_past_edges: bool = False
     max_decoded_seconds: float = 60.0  # longer input is rejected before it can fill memory
 
     @property
@@ -143,6 +146,7 @@ class TrainConfig:
     test_groups: tuple[str, ...] = ()
     augment: bool = True  # time shift, noise and SpecAugment for audio; shifts (and flips) for images
     augment_copies: int = 2  # extra waveform variants per audio training clip (noise, gain, rate)
+    reverberation: float = 0.0  # audio: share of those variants played in a random synthetic room
     horizontal_flip: bool = False  # images only: for natural photos, not for digits or text
     rotation_degrees: float = 10.0  # images: largest random rotation of the training jitter
     zoom: float = 0.1  # images: largest relative random scaling of the training jitter
@@ -162,6 +166,10 @@ class TrainConfig:
     # Mixup: each training example is blended with another of its batch, inputs and one-hot targets alike,
     # by a weight drawn from Beta(mixup, mixup) every epoch; 0 turns it off.
     mixup: float = 0.0
+    # With --init-from: epochs at the start in which the layers taken from the other bundle stay fixed (only the
+    # new ones learn); every layer trains after. Without --init-from it changes nothing. (Train tab, one speaker's
+    # digits → other speakers: 5 gave a mean of 87.9 %, 0 gave 86.1 %, fixed throughout 83.5 %.)
+    frozen_epochs: int = 5
 
     def __post_init__(self) -> None:
         for name in ("validation_groups", "test_groups"):

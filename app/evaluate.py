@@ -1,4 +1,6 @@
-"""Evaluation: accuracy, per-class accuracy and the confusion matrix of a bundle on a folder.
+"""Evaluation: accuracy, per-class accuracy and the confusion matrix of a bundle on a folder; how well its scores
+are calibrated (the expected calibration error of the raw and of the temperature-scaled scores, app.calibration)
+and the share of the files below its familiarity threshold (app.familiarity).
 
 Evaluation runs the served LiteRT model on features made by the same preprocessing as training, from files read
 with the same limits as `predict`; every file it cannot use (unreadable, a FIFO or other special file, too large,
@@ -22,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from app import familiarity
+from app.calibration import BINS, apply_temperature, ece_by_chance, expected_calibration_error
 from app.class_folders import find_dataset
 from app.errors import DatasetError
 from app.features import extract_features
@@ -61,8 +65,8 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
 
     Returns:
         metrics_from_predictions(...) plus "skipped" ([{"file", "reason"}] of every file that could not be
-        used), "ignored_folders" (class folders the bundle has no label for) and "training_data" (see
-        training_data_under).
+        used), "ignored_folders" (class folders the bundle has no label for), "training_data" (see
+        training_data_under), "calibration" and "familiarity" (see trust_metrics).
 
     Raises:
         DatasetError: no folder matches the bundle's classes.
@@ -81,23 +85,86 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
         raise DatasetError(
             f"none of the {len(dataset.files)} files under {data_dir} could be read; e.g. {first[0]}: {first[1]}"
         )
-    probabilities = (
-        np.concatenate(
-            [
-                predictor.predict_features(extraction.arrays[start : start + BATCH_SIZE])
-                for start in range(0, len(extraction.arrays), BATCH_SIZE)
-            ]
-        )
-        if len(extraction.arrays)
-        else np.zeros((0, len(predictor.class_names)), np.float32)
+    raw = np.concatenate(
+        [
+            predictor.predict_features(extraction.arrays[start : start + BATCH_SIZE], calibrated=False)
+            for start in range(0, len(extraction.arrays), BATCH_SIZE)
+        ]
     )
     labels = np.asarray(dataset.labels)[extraction.kept]
-    metrics = metrics_from_predictions(labels, probabilities, predictor.class_names)
+    metrics = metrics_from_predictions(labels, apply_temperature(raw, predictor.temperature), predictor.class_names)
+    metrics.update(trust_metrics(predictor, raw, labels))
     present = {p.name for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith(".")}
     metrics["ignored_folders"] = sorted(present - set(predictor.class_names) - {"_background_noise_"})
     metrics["skipped"] = [{"file": f, "reason": r} for f, r in extraction.skipped]
     metrics["training_data"] = training_data_under(predictor.metadata, data_dir)
     return metrics
+
+
+def trust_metrics(predictor: Predictor, raw: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """How far the bundle's scores can be trusted on these files.
+
+    Args:
+        predictor: the bundle's Predictor; raw: (n, n_classes) served probabilities before calibration; labels: (n,).
+
+    Returns:
+        "calibration": {"temperature" (None without calibration), "ece_before" (raw scores, BINS bins, 0–1),
+        "ece_after" (temperature-scaled; None without calibration), "ece_by_chance" (what a perfectly calibrated
+        model would show on as many files, app.calibration.ece_by_chance)}; "familiarity": {"statistic", "threshold",
+        "share_below" (0–1)}, or None when the bundle has no threshold.
+    """
+    calibrated = "temperature" in (predictor.metadata.get("calibration") or {})
+    scaled = apply_temperature(raw, predictor.temperature)
+    result: dict[str, Any] = {
+        "calibration": {
+            "temperature": predictor.temperature if calibrated else None,
+            "ece_before": expected_calibration_error(raw, labels, BINS),
+            "ece_after": expected_calibration_error(scaled, labels, BINS) if calibrated else None,
+            "ece_by_chance": ece_by_chance(scaled, BINS),
+        },
+        "familiarity": None,
+    }
+    threshold = predictor.familiarity_threshold
+    if threshold is not None:
+        scores = familiarity.familiarity_scores(scaled)
+        below = [not familiarity.is_familiar(float(score), threshold) for score in scores]
+        share = round(float(np.mean(below)), 5)
+        result["familiarity"] = {"statistic": familiarity.STATISTIC, "threshold": threshold, "share_below": share}
+    return result
+
+
+def trust_lines(metrics: dict[str, Any]) -> list[str]:
+    """evaluate's table lines for trust_metrics: the ECE before and after calibration, the share of unfamiliar
+    files; for a bundle without calibration, a note that its scores are the raw softmax.
+
+    Example:
+        >>> trust_lines({"calibration": {"temperature": None, "ece_before": 0.0412, "ece_after": None,
+        ...              "ece_by_chance": 0.021}, "familiarity": None})  # doctest: +ELLIPSIS
+        ['uncalibrated: the bundle has no calibration, its scores are the raw softmax (ECE 4.12% over 15 bins; ...)']
+    """
+    calibration, familiar = metrics["calibration"], metrics["familiarity"]
+    chance = (
+        f"; {calibration['ece_by_chance']:.2%} by chance alone on as many files"
+        if calibration.get("ece_by_chance") is not None
+        else ""
+    )
+    if calibration["temperature"] is None:
+        ece = calibration["ece_before"]
+        lines = [
+            f"uncalibrated: the bundle has no calibration, its scores are the raw softmax "
+            f"(ECE {ece:.2%} over {BINS} bins{chance})"
+        ]
+    else:
+        lines = [
+            f"calibration error (ECE, {BINS} bins): {calibration['ece_before']:.2%} raw, "
+            f"{calibration['ece_after']:.2%} temperature-scaled (T = {calibration['temperature']:g}{chance})"
+        ]
+    if familiar is not None:
+        lines.append(
+            f"unfamiliar: {familiar['share_below']:.2%} of the files score below the familiarity threshold "
+            f"({familiar['statistic']} {familiar['threshold']:.4g})"
+        )
+    return lines
 
 
 def log_skipped(skipped: Sequence[tuple[str, str]]) -> None:

@@ -75,3 +75,31 @@ def add_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     noise_power = float(np.mean(noise.astype(np.float64) ** 2)) + 1e-12
     scale = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
     return (signal + scale * noise).astype(np.float32)
+
+
+def room_impulse_response(
+    rng: np.random.Generator, rt60_seconds: float, sample_rate: int = 16000, direct_to_reverberant_db: float = 0.0
+) -> np.ndarray:
+    """A synthetic room: a unit direct sound, then Gaussian noise decaying by 60 dB over rt60_seconds (the
+    reverberation time), whose energy is direct_to_reverberant_db below the direct sound's.
+
+    Returns:
+        float32 (round(rt60_seconds · sample_rate),) impulse response, at least 1 sample; [0] is 1.
+    """
+    length = max(1, int(round(rt60_seconds * sample_rate)))
+    time = np.arange(length) / sample_rate
+    tail = rng.standard_normal(length) * np.exp(-np.log(1000.0) * time / max(rt60_seconds, 1e-9))
+    tail[0] = 0.0
+    tail *= 10 ** (-direct_to_reverberant_db / 20) / max(float(np.sqrt(np.sum(tail**2))), 1e-12)
+    tail[0] = 1.0
+    return tail.astype(np.float32)
+
+
+def reverberate(waveform: np.ndarray, impulse_response: np.ndarray) -> np.ndarray:
+    """A (samples,) waveform played in a room: convolved with the impulse response, its tail cut off (same
+    length) and its peak kept."""
+    import scipy.signal
+
+    wet = scipy.signal.fftconvolve(waveform.astype(np.float64), impulse_response)[: waveform.size]
+    peak, wet_peak = float(np.max(np.abs(waveform), initial=0.0)), float(np.max(np.abs(wet), initial=0.0))
+    return (wet * (peak / wet_peak if wet_peak > 0 else 0.0)).astype(np.float32)

@@ -1,5 +1,9 @@
 """Serving: a bundle's LiteRT model behind `preprocess → forward → postprocess`. No TensorFlow import.
 
+A bundle with a "calibration" section has its scores temperature-scaled (app.calibration; the top label never
+changes); one with a "familiarity" threshold also says whether an input looks like its training data
+(`assess`, app.familiarity). Bundles without them serve the raw softmax, and `familiar` is None.
+
 Example (with the shipped models/spoken-digits; a path or the bytes of a recording work as the array does):
     >>> import numpy as np
     >>> from app.paths import PROJECT_ROOT
@@ -10,18 +14,25 @@ Example (with the shipped models/spoken-digits; a path or the bytes of a recordi
     >>> answers = predictor(hum, top_k=2)  # [{'label': …, 'score': …}, {…}], highest score first
     >>> [sorted(answer) for answer in answers], answers[0]["score"] >= answers[1]["score"]
     ([['label', 'score'], ['label', 'score']], True)
+    >>> assessed = predictor.assess(hum, top_k=2)  # the same answers, and whether the input looks familiar
+    >>> assessed.predictions == answers, assessed.familiar in (True, False, None)
+    (True, True)
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app import familiarity
 from app.audio import fit_window, load_waveform, log_mel_spectrogram
 from app.bundle import read_metadata, verify_file
 from app.bundle_schema import check_model_fits
+from app.calibration import apply_temperature
 from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
 from app.content import check_content
 from app.errors import BundleError
@@ -29,6 +40,38 @@ from app.images import load_image
 from app.logs import quiet_native_output
 from app.paths import SAMPLES_FOLDER, TFLITE_FILE
 from app.views import input_views, serving_from_metadata
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input's answers and how far to trust them.
+
+    predictions: [{"label", "score"}, …], highest (calibrated) score first, as Predictor.__call__ gives them.
+    familiar: whether the input looks like the bundle's training data (its familiarity score is at or above the
+        bundle's threshold); None when the bundle has no threshold.
+    familiarity_score: app.familiarity's score of the input (higher = more familiar).
+    """
+
+    predictions: list[dict[str, Any]]
+    familiar: bool | None
+    familiarity_score: float
+
+
+def familiarity_threshold(metadata: dict[str, Any], name: str = "the bundle") -> float | None:
+    """The bundle's familiarity threshold, or None when it has none, or one of a statistic this OnePipe does not
+    compute (app.familiarity.STATISTIC; logged)."""
+    section = metadata.get("familiarity")
+    if not section or "threshold" not in section:
+        return None
+    if section.get("statistic") != familiarity.STATISTIC:
+        logger.info(
+            "%s: its familiarity threshold is of the statistic %r, not %r: inputs are not flagged",
+            name, section.get("statistic"), familiarity.STATISTIC,
+        )  # fmt: skip
+        return None
+    return float(section["threshold"])
 
 
 class Predictor:
@@ -56,6 +99,9 @@ class Predictor:
         # Answers averaged over views of the input, as the bundle's training chose (see input_views).
         self.serving: dict[str, Any] = serving_from_metadata(metadata, self.kind)
         self._floor_db = self.config.floor_db if isinstance(self.config, AudioConfig) else 0.0
+        # softmax(log p / T) of the served probabilities; 1.0 (none) for bundles made without calibration
+        self.temperature = float((metadata.get("calibration") or {}).get("temperature", 1.0))
+        self.familiarity_threshold = familiarity_threshold(metadata, self.name)
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:
@@ -93,8 +139,9 @@ class Predictor:
         check_content(image, "image")  # one flat colour
         return image
 
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities (n_classes,) for one example, or (batch, n_classes) for a batch of features."""
+    def predict_features(self, features: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """Probabilities (n_classes,) for one example, or (batch, n_classes) for a batch of features, averaged over
+        the serving views, then temperature-scaled unless `calibrated` is False (the raw softmax)."""
         batch = np.asarray(features, dtype=np.float32)
         single = batch.ndim == len(self._input["shape"]) - 1 - (1 if self.kind == "audio" else 0)
         if single:
@@ -103,7 +150,17 @@ class Predictor:
             batch = batch[..., None]
         views = input_views(batch, self.serving, self._floor_db)
         probabilities = self._forward(np.concatenate(views)).reshape(len(views), len(batch), -1).mean(axis=0)
+        if calibrated:
+            probabilities = apply_temperature(probabilities, self.temperature)
         return probabilities[0] if single else probabilities
+
+    def is_familiar(self, probabilities: np.ndarray) -> bool | None:
+        """Whether one input's (n_classes,) calibrated probabilities look like the training data; None when the
+        bundle has no familiarity threshold."""
+        if self.familiarity_threshold is None:
+            return None
+        score = float(familiarity.familiarity_scores(probabilities)[0])
+        return familiarity.is_familiar(score, self.familiarity_threshold)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """One LiteRT call on a (batch, *input_shape) float32 array."""
@@ -123,6 +180,12 @@ class Predictor:
     def __call__(self, source: Any, top_k: int = 5) -> list[dict[str, Any]]:
         """Predict one input: a path, bytes, or an array (audio waveform at the bundle's rate, or an image)."""
         return self.postprocess(self.predict_features(self.preprocess(source)), top_k)
+
+    def assess(self, source: Any, top_k: int = 5) -> Prediction:
+        """Predict one input as __call__ does, and say whether it looks like the training data (see Prediction)."""
+        probabilities = self.predict_features(self.preprocess(source))
+        score = float(familiarity.familiarity_scores(probabilities)[0])
+        return Prediction(self.postprocess(probabilities, top_k), self.is_familiar(probabilities), score)
 
     def explain(self, source: Any, label: str | None = None):
         """Where the model looked: an app.explain.Explanation whose `map` (the input's (time, n_mels) or (height,

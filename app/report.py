@@ -1,4 +1,5 @@
-"""The training report image: loss and accuracy curves beside the confusion matrix.
+"""The training report image: loss and accuracy curves beside the confusion matrix, and, for a calibrated bundle,
+the reliability diagram of its held-out files before and after calibration (app.calibration).
 
 Example:
     >>> import tempfile
@@ -25,10 +26,12 @@ def plot_report(
     class_names: Sequence[str],
     split: str | None,
     path: Path,
+    calibration: dict[str, Any] | None = None,
 ) -> None:
     """Write report.png: curves per epoch (train and validation) and the row-normalised confusion matrix.
 
-    evaluation None (a bundle trained on every file) leaves the matrix panel with a note instead.
+    evaluation None (a bundle trained on every file) leaves the matrix panel with a note instead. A `calibration`
+    metadata section with "reliability" (app.training.trust.fit_trust) adds a reliability diagram panel.
     """
     import matplotlib
 
@@ -37,9 +40,16 @@ def plot_report(
     import numpy as np
 
     size = max(4.0, 0.45 * len(class_names) + 2)
-    figure, (loss_axis, accuracy_axis, matrix_axis) = plt.subplots(
-        1, 3, figsize=(8 + size, size * 0.8), gridspec_kw={"width_ratios": [1, 1, 1.3]}
+    reliable = bool(calibration and calibration.get("reliability"))
+    figure, axes = plt.subplots(
+        1,
+        4 if reliable else 3,
+        figsize=(8 + size + (size * 0.8 if reliable else 0), size * 0.8),
+        gridspec_kw={"width_ratios": [1, 1, 1.3, 1] if reliable else [1, 1, 1.3]},
     )
+    loss_axis, accuracy_axis, matrix_axis = axes[:3]
+    if reliable and calibration is not None:
+        plot_reliability(axes[3], calibration)
     epochs = range(1, len(history["loss"]) + 1)
     for axis, key, title in ((loss_axis, "loss", "Loss"), (accuracy_axis, "accuracy", "Accuracy")):
         axis.plot(epochs, history[key], label="training")
@@ -63,6 +73,37 @@ def plot_report(
     accuracy = evaluation["accuracy"]
     matrix_axis.set_title(f"Confusion on {split} ({evaluation['count']} files, accuracy {accuracy:.1%})")
     _save(figure, path)
+
+
+def plot_reliability(axis, calibration: dict[str, Any]) -> None:
+    """A reliability diagram on a Matplotlib axis: per confidence bin, the accuracy against the mean confidence,
+    before and after calibration (points sized by their files), and the diagonal a calibrated model follows."""
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated")
+    for key, colour, name in (("before", "tab:red", "raw"), ("after", "tab:blue", "temperature-scaled")):
+        bins = calibration["reliability"][key]
+        points = [
+            (confidence, accuracy, count)
+            for confidence, accuracy, count in zip(bins["confidence"], bins["accuracy"], bins["count"], strict=True)
+            if count
+        ]
+        if not points:
+            continue
+        confidence, accuracy, count = zip(*points, strict=True)
+        ece = calibration.get(f"ece_{key}")
+        label = f"{name} (ECE {ece:.1%})" if isinstance(ece, int | float) else name
+        axis.plot(confidence, accuracy, color=colour, marker="o", markersize=3, linewidth=0.8, alpha=0.7, label=label)
+        axis.scatter(confidence, accuracy, s=[8 + 60 * c / max(count) for c in count], color=colour, alpha=0.4)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("confidence (highest score)")
+    axis.set_ylabel("accuracy")
+    temperature = calibration.get("temperature")
+    files = calibration.get("files")
+    axis.set_title(
+        f"Reliability on {calibration.get('fitted_on', 'held-out files')} ({files} files, T = {temperature})"
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
 
 
 def _save(figure, path: Path) -> None:

@@ -16,11 +16,14 @@ Chromium. Prints one JSON object:
 - `fsdd` (with `--fsdd DIR`, a Free Spoken Digit Dataset folder `DIR/<digit>/<digit>_<speaker>_<n>.wav`): for each
   training speaker, a model trained with the Train tab's code (this process stands in for the kernel; no browser)
   on "0", "1" and "2" of that speaker (the first 20 of each), scored on every clip of those digits of each other
-  speaker: `accuracy[train speaker][other speaker]`, their `mean` and `min`; `fsdd_spoken_words` the same with
-  the Advanced fold's "Spoken words" ticked.
+  speaker: `accuracy[train speaker][other speaker]`, `per_training_speaker` (the mean over the other speakers),
+  their `mean` and `min`. `fsdd` keeps the tab's defaults (sounds start from the shipped speech model of
+  `--models-dir`), `fsdd_spoken_words` adds the Advanced fold's "Spoken words", `fsdd_from_scratch` clears "Start
+  from the shipped speech model" (`--fsdd-variants` chooses among them).
 
 Usage:
     python benchmarks/train_tab.py [--models-dir models] [--loads 5] [--fsdd DATA/fsdd] [--skip-browser]
+                                   [--fsdd-speakers lucas,george] [--fsdd-variants defaults,from_scratch]
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ TRAINING_TIMEOUT_MS = 600_000
 DIGITS = ("0", "1", "2")
 TARGETS = {"train_to_ready_s": 60, "trainer_peak_rss_mb": 1200, "kernel_peak_rss_mb": 250, "predict_clickable_s": 1.5}
 FSDD_TARGET = 0.8  # accuracy on another speaker's digits
+# The Advanced fold's boxes of each spoken-digit variant: (Spoken words, Start from the shipped speech model).
+FSDD_VARIANTS = {"defaults": (False, True), "spoken_words": (True, True), "from_scratch": (False, False)}
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -314,9 +319,12 @@ def browser_runs(models_dir: Path, loads: int, scratch: Path) -> dict:
 # --- spoken digits ---------------------------------------------------------------------------------------------
 
 
-def fsdd_accuracy(fsdd: Path, speakers: list[str] | None, scratch: Path, spoken_words: bool) -> dict:
-    """Train with the Train tab's code on one speaker's 0, 1, 2 (first 20 each), its Advanced "Spoken words" box
-    ticked or not; score every other speaker."""
+def fsdd_accuracy(
+    fsdd: Path, speakers: list[str] | None, scratch: Path, models_dir: Path, spoken_words: bool, start_from: bool
+) -> dict:
+    """Train with the Train tab's code (shipped bundles from `models_dir`) on one speaker's 0, 1, 2 (first 20
+    each), its Advanced "Spoken words" and "Start from the shipped speech model" boxes as given; score every other
+    speaker."""
     from app.predict import Predictor
     from app.ui import build_dashboard
     from app.ui.workspace import Workspace
@@ -325,9 +333,12 @@ def fsdd_accuracy(fsdd: Path, speakers: list[str] | None, scratch: Path, spoken_
     accuracy: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     for speaker in speakers or everyone:
-        dashboard = build_dashboard(scratch / "no-models", workspace=Workspace.create(scratch / "fsdd-workspaces"))
+        dashboard = build_dashboard(models_dir, workspace=Workspace.create(scratch / "fsdd-workspaces"))
         tab = dashboard.open_train_tab()
         tab.speech.value = spoken_words
+        if start_from and tab.donors["audio"] is None:
+            raise RuntimeError(f"{models_dir} has no shipped speech model to start from")
+        tab.start_from.value = start_from
         tab.collector.new_class()
         for example_class, digit in zip(tab.store.classes, DIGITS, strict=True):
             tab.store.rename_class(example_class.id, digit)
@@ -353,7 +364,10 @@ def fsdd_accuracy(fsdd: Path, speakers: list[str] | None, scratch: Path, spoken_
         print(f"fsdd: trained on {speaker} in {seconds[speaker]} s: {accuracy[speaker]}", file=sys.stderr)
     pairs = [value for row in accuracy.values() for value in row.values()]
     return {
+        "spoken_words": spoken_words,
+        "start_from_speech_model": start_from,
         "accuracy": accuracy,
+        "per_training_speaker": {speaker: round(statistics.mean(row.values()), 3) for speaker, row in accuracy.items()},
         "mean": round(statistics.mean(pairs), 3),
         "min": min(pairs),
         "pairs_at_least_target": f"{sum(value >= FSDD_TARGET for value in pairs)} of {len(pairs)}",
@@ -369,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", type=int, default=5, help="page requests timed (median)")
     parser.add_argument("--fsdd", type=Path, help="a Free Spoken Digit Dataset folder: also measure the accuracy")
     parser.add_argument("--fsdd-speakers", help="comma-separated training speakers (default: every one)")
+    parser.add_argument(
+        "--fsdd-variants",
+        default=",".join(FSDD_VARIANTS),
+        help=f"comma-separated spoken-digit variants among {', '.join(FSDD_VARIANTS)} (default: all)",
+    )
     parser.add_argument("--skip-browser", action="store_true", help="only the spoken-digit accuracy")
     args = parser.parse_args(argv)
     report: dict = {
@@ -382,8 +401,12 @@ def main(argv: list[str] | None = None) -> int:
             report.update(browser_runs(args.models_dir.resolve(), args.loads, scratch))
         if args.fsdd:
             speakers = args.fsdd_speakers.split(",") if args.fsdd_speakers else None
-            report["fsdd"] = fsdd_accuracy(args.fsdd, speakers, scratch, spoken_words=False)
-            report["fsdd_spoken_words"] = fsdd_accuracy(args.fsdd, speakers, scratch, spoken_words=True)
+            for variant in args.fsdd_variants.split(","):
+                spoken_words, start_from = FSDD_VARIANTS[variant]
+                key = "fsdd" if variant == "defaults" else f"fsdd_{variant}"
+                report[key] = fsdd_accuracy(
+                    args.fsdd, speakers, scratch, args.models_dir.resolve(), spoken_words, start_from
+                )
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report))
     return 0

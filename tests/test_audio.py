@@ -216,6 +216,29 @@ def test_fit_window_pads_short_clips_and_centres_the_loudest_second():
     assert np.count_nonzero(fit_window(at_the_end, config)[-RATE // 4 :]) == RATE // 4
 
 
+@pytest.mark.parametrize("where", ["start", "end"])
+def test_window_past_edges_centres_a_word_at_either_end_of_a_recording(where):
+    recording = np.zeros(3 * RATE, np.float32)
+    word = slice(0, RATE // 4) if where == "start" else slice(3 * RATE - RATE // 4, 3 * RATE)
+    recording[word] = 0.5
+    inside = fit_window(recording, AudioConfig())  # bundles made before the option: the window stays inside
+    assert np.flatnonzero(inside)[0 if where == "start" else -1] == (0 if where == "start" else RATE - 1)
+    centred = fit_window(recording, AudioConfig(window_past_edges=True))
+    assert centred.shape == (RATE,) and np.count_nonzero(centred) == RATE // 4
+    placed = np.flatnonzero(centred)
+    assert abs((placed[0] + placed[-1]) / 2 - RATE / 2) <= 1  # as a short clip is padded
+    assert np.array_equal(centred, fit_window(recording[word], AudioConfig(window_past_edges=True)))
+    middle = np.roll(recording, RATE)  # away from the ends both ways agree
+    assert np.array_equal(fit_window(middle, AudioConfig()), fit_window(middle, AudioConfig(window_past_edges=True)))
+
+
+def test_bundles_made_before_window_past_edges_keep_the_window_inside():
+    from app.config import audio_config_from_dict, to_dict
+
+    assert audio_config_from_dict({"n_mels": 40}).window_past_edges is False
+    assert audio_config_from_dict(to_dict(AudioConfig(window_past_edges=True))).window_past_edges is True
+
+
 def test_log_mel_is_vectorised_and_level_independent():
     config = AudioConfig()
     clips = np.stack([fit_window(tone(f, 1.0), config) for f in (300.0, 1000.0, 3000.0)])

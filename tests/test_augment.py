@@ -158,3 +158,15 @@ def test_the_policy_applies_the_image_recipe_in_order_and_nothing_without_augmen
     plain, plain_targets = augment_batch(rng, images, targets, config, TrainConfig(augment=False))
     np.testing.assert_array_equal(plain, images.astype(np.float32))
     assert plain_targets is targets and rng.random() == np.random.default_rng(2).random()  # nothing drawn
+
+
+def test_waveform_variants_without_rooms_draw_as_before_and_with_rooms_echo():
+    from app.training.augment import waveform_variant
+
+    config = AudioConfig(sample_rate=8000, n_fft=256, hop_length=80, f_max=3800.0)
+    word = tone(440.0, 0.5, sample_rate=8000) * np.hanning(4000).astype(np.float32)
+    plain = waveform_variant(np.random.default_rng(3), word, config, [])
+    assert np.array_equal(plain, waveform_variant(np.random.default_rng(3), word, config, [], reverberation=0.0))
+    in_a_room = waveform_variant(np.random.default_rng(3), word, config, [], reverberation=1.0)
+    assert in_a_room.shape == (8000,) and np.all(np.abs(in_a_room) <= 1.0)
+    assert not np.allclose(plain, in_a_room, atol=1e-3)

@@ -405,7 +405,17 @@ def test_fields_added_later_are_read_when_present_and_unknown_ones_ignored(tmp_p
     assert Predictor.load(bundle)(digit_image(), top_k=1)[0]["label"] == "1"
 
 
-EARLIER_OPTIONAL_KEYS = ("name", "training", "serving", "metrics", "data", "versions", "created")
+EARLIER_OPTIONAL_KEYS = (
+    "name",
+    "training",
+    "serving",
+    "metrics",
+    "data",
+    "versions",
+    "created",
+    "calibration",
+    "familiarity",
+)
 # Preprocessing fields that earlier versions did not write, each with its default value in the shipped bundles.
 EARLIER_MISSING_PREPROCESSING = {
     "spoken-digits": ("subtract_band_mean", "max_decoded_seconds"),

@@ -46,3 +46,23 @@ def test_brown_noise_rises_to_the_lowest_frequency_only_when_asked():
         return float(power[:20].sum() / power.sum())  # 1 Hz bins
 
     assert share_below_20_hz(20.0) < 0.6 < 0.9 < share_below_20_hz(0.0)
+
+
+def test_a_room_impulse_response_decays_by_60_db_over_its_rt60():
+    rng = np.random.default_rng(0)
+    impulse = noise.room_impulse_response(rng, 0.5, 16000, direct_to_reverberant_db=6.0)
+    assert impulse.shape == (8000,) and impulse[0] == 1.0
+    tail = impulse[1:].astype(np.float64) ** 2
+    assert 10 * np.log10(tail.sum()) == pytest.approx(-6.0, abs=1e-3)  # 6 dB below the direct sound
+    first, last = tail[:800].mean(), tail[-800:].mean()  # the first and last 50 ms
+    assert 10 * np.log10(first / last) == pytest.approx(60.0 * 0.9, abs=4.0)  # 60 dB per RT60, 0.45 s apart
+
+
+def test_reverberation_keeps_length_and_peak_and_smears_a_click():
+    click = np.zeros(4000, np.float32)
+    click[100] = 0.5
+    impulse = noise.room_impulse_response(np.random.default_rng(1), 0.1, 16000)
+    wet = noise.reverberate(click, impulse)
+    assert wet.shape == click.shape and np.max(np.abs(wet)) == pytest.approx(0.5, rel=1e-5)
+    assert np.count_nonzero(np.abs(wet[101:]) > 1e-4) > 500  # a tail after the click
+    assert np.max(np.abs(wet[:100])) < 1e-6  # nothing before it (but rounding)

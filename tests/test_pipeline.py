@@ -261,14 +261,14 @@ def test_cli_predict_reports_an_unexpected_error_and_goes_on(trained_models, ton
     from app.predict import Predictor as RealPredictor
 
     first, second = sorted((tone_dataset / "low").iterdir())[:2]
-    real_call = RealPredictor.__call__
+    real_assess = RealPredictor.assess
 
     def failing_on_the_first(self, source, top_k=5):
         if source == first:
             raise RuntimeError("a bug")
-        return real_call(self, source, top_k)
+        return real_assess(self, source, top_k)
 
-    monkeypatch.setattr(RealPredictor, "__call__", failing_on_the_first)
+    monkeypatch.setattr(RealPredictor, "assess", failing_on_the_first)
     assert cli.main(["predict", str(trained_models / "tones"), str(first), str(second)]) == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0] == {"file": str(first), "error": "unexpected RuntimeError: a bug"}

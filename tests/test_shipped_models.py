@@ -174,3 +174,16 @@ def test_a_flat_image_and_a_constant_offset_are_refused_not_guessed():
         Predictor.load(MODELS / "mnist")(Image.new("L", (28, 28), 0))
     with pytest.raises(InputError, match="silent"):
         Predictor.load(MODELS / "spoken-digits")(np.full(8000, 0.25, np.float32))  # a DC offset, no sound
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_a_calibrated_bundle_records_where_and_how_well(name):
+    """A shipped bundle with calibration says what it was fitted on, and its ECE fell; its threshold flags ~5 %."""
+    metadata = read_metadata(MODELS / name)
+    if "calibration" not in metadata:
+        pytest.skip(f"{name} carries no calibration")
+    calibration, familiarity = metadata["calibration"], metadata["familiarity"]
+    assert calibration["fitted_on"] and calibration["files"] >= 30
+    assert calibration["ece_after"] <= calibration["ece_before"]
+    assert 0.0 <= familiarity["share_below_on_fitted"] <= 0.1
+    assert Predictor.load(MODELS / name).familiarity_threshold == familiarity["threshold"]

@@ -32,7 +32,17 @@ from app.ui.common import MAX_UPLOAD_BYTES
 from app.ui.curves import curves_html
 from app.ui.example_store import check_class_name
 from app.ui.training_process import TrainingRun, remove_unfinished
-from app.ui.training_recipe import DEFAULTS, HOLD_OUT_MIN, Recipe, held_out_listing, held_out_positions
+from app.ui.training_recipe import (
+    DEFAULTS,
+    DONOR_EPOCHS,
+    HOLD_OUT_MIN,
+    Donor,
+    Recipe,
+    audio_options,
+    find_donor,
+    held_out_listing,
+    held_out_positions,
+)
 from app.ui.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,8 +381,60 @@ def test_recipe_options():
     assert "--subtract-band-mean" in speech.arguments("audio", holding_out=True)
     assert "--subtract-band-mean" not in speech.arguments("image", holding_out=True)
     assert "--subtract-band-mean" not in Recipe().arguments("audio", holding_out=True)
+    assert "--init-from" not in Recipe().arguments("audio", holding_out=True)
+    donor = Donor(Path("models/speech-commands"), ("--sample-rate", "16000", "--subtract-band-mean"))
+    started = Recipe(donor=donor).arguments("audio", holding_out=True)
+    assert started[-5:] == ["--sample-rate", "16000", "--subtract-band-mean", "--init-from", "models/speech-commands"]
     with pytest.raises(ValueError):
         Recipe(epochs=0)
+
+
+def test_the_donor_is_a_shipped_bundle_whose_preprocessing_options_can_give(tmp_path):
+    from app import paths
+
+    shipped = find_donor(paths.MODELS_DIR, "audio")
+    assert shipped is not None and shipped.bundle == paths.MODELS_DIR / "speech-commands"
+    assert "--subtract-band-mean" in shipped.options and shipped.options[:2] == ("--sample-rate", "16000")
+    assert find_donor(paths.MODELS_DIR, "image") is None and find_donor(tmp_path, "audio") is None
+    (tmp_path / "speech-commands").mkdir()
+    (tmp_path / "speech-commands" / "metadata.json").write_text("{}")
+    assert find_donor(tmp_path, "audio") is None  # unreadable: trained from scratch
+    eight_khz = {"sample_rate": 8000, "clip_seconds": 1.0, "n_fft": 256, "hop_length": 80, "n_mels": 40,
+                 "f_min": 20.0, "f_max": 3800.0, "top_db": 80.0, "subtract_band_mean": False}  # fmt: skip
+    assert audio_options(eight_khz) == [
+        "--sample-rate", "8000", "--clip-seconds", "1", "--n-fft", "256", "--hop-length", "80", "--n-mels", "40",
+    ]  # fmt: skip
+    assert audio_options({**eight_khz, "top_db": 60.0}) is None and audio_options({"n_fft": "x"}) is None
+
+
+def test_sounds_start_from_the_shipped_speech_model_unless_cleared(tmp_path, monkeypatch):
+    from app import paths
+    from app.ui import train_tab
+    from app.ui.train_tab import TrainTab
+
+    commands: list[list[str]] = []
+
+    class RecordedRun(TrainingRun):  # runs a process that fails at once instead of training
+        def __init__(self, command, *args, **kwargs):
+            commands.append(command)
+            super().__init__([sys.executable, "-c", "raise SystemExit(1)"], *args, **kwargs)
+
+    monkeypatch.setattr(train_tab, "TrainingRun", RecordedRun)
+    tab = TrainTab(paths.MODELS_DIR, workspace=Workspace.create(tmp_path / "visitors"))
+    assert tab.start_from.value and tab.start_from.layout.display is None and tab.epochs.value == DONOR_EPOCHS
+    for example_class, frequency in zip(tab.store.classes, (440, 900), strict=True):
+        tab.collector.add_examples(example_class.id, [(f"{n}.wav", wav_bytes(frequency, n), "") for n in range(3)], "")
+    tab.start_training()
+    assert tab.run.wait(60)
+    command = commands[-1]
+    assert command[command.index("--init-from") + 1] == str(paths.MODELS_DIR / "speech-commands")
+    assert "--subtract-band-mean" in command
+    tab.start_from.value = False
+    assert tab.epochs.value == DEFAULTS["audio"].epochs
+    tab.start_training()
+    assert tab.run.wait(60) and "--init-from" not in commands[-1]
+    tab.kind.value = "image"
+    assert tab.start_from.layout.display == "none"
 
 
 def test_curves_grow_with_each_epoch():

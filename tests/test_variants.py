@@ -158,3 +158,10 @@ def test_a_store_left_damaged_is_made_again(small_tones, tmp_path):
     again, labels = _variants(dataset, tmp_path, indices=range(4))
     np.testing.assert_array_equal(again[:], made[:])
     assert len(labels) == len(made)
+
+
+def test_recipes_without_rooms_keep_their_store_key():
+    keys, labels, noise_keys = ["a", "b"], np.array([0, 1]), []
+    plain = variants.VariantRecipe(CONFIG, 0, 2).key(keys, labels, noise_keys)
+    assert variants.VariantRecipe(CONFIG, 0, 2, reverberation=0.0).key(keys, labels, noise_keys) == plain
+    assert variants.VariantRecipe(CONFIG, 0, 2, reverberation=0.5).key(keys, labels, noise_keys) != plain

@@ -17,7 +17,7 @@ import scipy.signal
 
 from app.audio import fit_window, hertz_to_mel, mel_to_hertz
 from app.config import AudioConfig
-from app.noise import BROADBAND_KINDS, add_at_snr, make_noise
+from app.noise import BROADBAND_KINDS, add_at_snr, make_noise, reverberate, room_impulse_response
 from app.views import shift_frames, shift_with_fill
 
 OPUS_FRACTION = 0.3  # share of waveform variants passed through a WebM/Opus round trip
@@ -67,14 +67,21 @@ def opus_round_trip(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def waveform_variant(
-    rng: np.random.Generator, waveform: np.ndarray, config: AudioConfig, noise_bank: list[np.ndarray]
+    rng: np.random.Generator,
+    waveform: np.ndarray,
+    config: AudioConfig,
+    noise_bank: list[np.ndarray],
+    reverberation: float = 0.0,
 ) -> np.ndarray:
-    """One augmented (clip_samples,) window: speed change, shift, noise, sometimes Opus."""
+    """One augmented (clip_samples,) window: speed change, shift, a room for a `reverberation` share of them,
+    noise, sometimes Opus. Without reverberation the draws are those of the recipes made before it."""
     rate = rng.uniform(0.85, 1.15)
     up, down = 100, int(round(100 * rate))
     changed = scipy.signal.resample_poly(waveform, up, down).astype(np.float32)
     shift = int(rng.integers(-config.clip_samples // 8, config.clip_samples // 8 + 1))
     changed = shift_with_fill(fit_window(changed, config), shift, 0.0)  # silence where the clip moved away
+    if reverberation and rng.random() < reverberation:
+        changed = in_a_room(rng, changed, config.sample_rate)
     if rng.random() < 0.8:
         snr_db = float(rng.uniform(0.0, 30.0))
         changed = add_recorded_or_generated_noise(rng, changed, noise_bank, snr_db, config.sample_rate)
@@ -82,6 +89,13 @@ def waveform_variant(
     if rng.random() < OPUS_FRACTION:
         changed = opus_round_trip(changed, config.sample_rate)
     return np.clip(changed, -1.0, 1.0)
+
+
+def in_a_room(rng: np.random.Generator, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The (samples,) waveform in a random synthetic room: RT60 0.1–1.0 s, direct-to-reverberant ratio −5 to
+    +10 dB (app.noise.room_impulse_response); same length and peak."""
+    impulse = room_impulse_response(rng, float(rng.uniform(0.1, 1.0)), sample_rate, float(rng.uniform(-5.0, 10.0)))
+    return reverberate(waveform, impulse)
 
 
 def spec_augment(rng: np.random.Generator, batch: np.ndarray, floor_db: float) -> np.ndarray:

@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.class_folders import Dataset
 from app.config import AudioConfig, ImageConfig, TrainConfig, to_dict
@@ -130,10 +131,12 @@ def run_key(
     extra_train_dirs: Sequence[str | Path],
     extra_folder_classes: dict[str, str],
     distribution: Distribution,
+    source: dict[str, Any] | None = None,
 ) -> str:
     """A SHA-256 hex key of what a run trains on and how: the data's files (paths, sizes, modification times),
-    their split, the preprocessing, the recipe, the extra training folders (their paths) and the distribution
-    (its summary and this worker's index). Two runs with the same key continue one another."""
+    their split, the preprocessing, the recipe, the extra training folders (their paths), the distribution
+    (its summary and this worker's index) and the bundle it starts from (`source`: its name, model sha256 and
+    layers taken, app.training.init_from; None: from scratch). Two runs with the same key continue one another."""
     files = [(str(path), *_size_and_time(path)) for path in dataset.files]
     parts = {
         "version": KEY_VERSION,
@@ -148,6 +151,8 @@ def run_key(
         "extra_folder_classes": extra_folder_classes,
         "distribution": {**distribution.summary(), "worker_index": distribution.worker_index},
     }
+    if source is not None:  # absent from scratch: the keys of such runs stay as they were
+        parts["init_from"] = source
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -62,12 +62,15 @@ def write_model_files(
     metrics: dict[str, dict[str, Any]],
     class_names: Sequence[str],
     folder: Path,
+    calibration: dict[str, Any] | None = None,
 ) -> None:
     """Write model.keras, model.tflite and report.png (curves, and the confusion matrix of the split
-    held_out.evaluated_split names, if any) into the folder; the folder comes last for functools.partial."""
+    held_out.evaluated_split names, if any, and the reliability diagram of the `calibration` metadata section, if
+    any) into the folder; the folder comes after the positional arguments for functools.partial."""
     exported.serving_model.save(folder / KERAS_FILE)
     (folder / TFLITE_FILE).write_bytes(exported.tflite_bytes)
     evaluated_on = evaluated_split(metrics)
     plot_report(
-        history, metrics.get(evaluated_on) if evaluated_on else None, class_names, evaluated_on, folder / REPORT_FILE
-    )
+        history, metrics.get(evaluated_on) if evaluated_on else None, class_names, evaluated_on, folder / REPORT_FILE,
+        calibration,
+    )  # fmt: skip

@@ -1,7 +1,8 @@
 """Fitting the CNN: seeds, input statistics, the model and its optimizer (AdamW on a cosine schedule) built under
 the run's tf.distribute strategy, and the training loop (app.training.loop) with early stopping on the best
-validation epoch, resumable from the run's checkpoints. Imports Keras, so the training run imports this module
-only once every check of its input has passed.
+validation epoch, resumable from the run's checkpoints; with a source bundle (app.training.init_from), the model
+starts from its trained layers, kept fixed for the recipe's first `frozen_epochs`. Imports Keras, so the training
+run imports this module only once every check of its input has passed.
 
 Example:
     >>> import numpy as np
@@ -33,6 +34,7 @@ from app.model import as_model_input, build_model
 from app.training.batches import Batches
 from app.training.checkpoints import CheckpointFolder
 from app.training.distribute import Distribution
+from app.training.init_from import TransferSource, transfer_layers
 from app.training.inputs import channel_statistics
 from app.training.loop import TrainingLoop
 from app.training.store import ExampleRows
@@ -64,6 +66,7 @@ def fit_model(
     progress: bool,
     distribution: Distribution | None = None,
     checkpoints: CheckpointFolder | None = None,
+    source: TransferSource | None = None,
 ) -> FittedModel:
     """Train a new CNN on the training set, with the recipe's batch augmentation.
 
@@ -77,6 +80,8 @@ def fit_model(
             returned model is an ordinary one, outside any strategy.
         checkpoints: the run's checkpoint folder: a checkpoint after every epoch, and with `resume` the run
             continues from the last one. None: no checkpoints.
+        source: a bundle checked by app.training.init_from.check_source whose layers the model starts from
+            (fixed for train_config.frozen_epochs epochs); None: every layer starts at random.
     """
     distribution = distribution or Distribution()
     features, labels = training_set.features, training_set.labels
@@ -86,6 +91,7 @@ def fit_model(
     steps_per_epoch = distribution.steps_per_epoch(len(features), train_config.batch_size)
     with distribution.current_strategy().scope():  # the variables mirrored on every replica
         model = build_model(input_shape, n_classes, mean, variance)
+        transferred = transfer_layers(model, source) if source is not None else []
         optimizer = make_optimizer(train_config, steps=steps_per_epoch * train_config.epochs)
         optimizer.build(model.trainable_variables)
     batches = Batches(
@@ -96,7 +102,7 @@ def fit_model(
         validation = distribution.shard(validation[0]), distribution.shard(validation[1])
     loop = TrainingLoop(
         model, optimizer, make_loss(train_config, reduction=None), distribution, batches, steps_per_epoch,
-        validation, train_config,
+        validation, train_config, frozen=[variable for layer in transferred for variable in layer.trainable_variables],
     )  # fmt: skip
     history = loop.run(progress, checkpoints)
     model = ordinary_model(model, distribution)

@@ -1,5 +1,6 @@
 """Scores of a trained model on the held-out splits (test, then validation), predicted as the bundle will
-serve: averaged over the serving views of each input (app.views)."""
+serve: averaged over the serving views of each input (app.views). The same probabilities give the held-out
+metrics and fit the calibration (app.training.trust)."""
 
 from __future__ import annotations
 
@@ -16,36 +17,49 @@ from app.views import input_views
 HELD_OUT_SPLITS = ("test", "validation")  # in this order: the first one present is the one a bundle reports
 
 
-def held_out_metrics(
+def held_out_probabilities(
     model,
     arrays: dict[str, tuple[np.ndarray, np.ndarray]],
     serving: dict[str, Any],
     preprocessing: AudioConfig | ImageConfig,
-    class_names: Sequence[str],
-) -> dict[str, dict[str, Any]]:
-    """{split: metrics_from_predictions(…)} for each of HELD_OUT_SPLITS with files, in that order; empty when
-    the model trained on every file.
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{split: ((n, n_classes) probabilities as served, (n,) labels)} for each of HELD_OUT_SPLITS with files, in
+    that order; empty when the model trained on every file.
 
     Args:
         model: the trained keras.Model.
         arrays: {split: ((n, …) features, (n,) labels)}, as split_arrays gives them.
         serving: the bundle's "serving" metadata (app.views.serving_views).
         preprocessing: the run's AudioConfig (spectrograms shift in from its floor_db) or ImageConfig.
-        class_names: the dataset's classes, in label order.
     """
     floor_db = preprocessing.floor_db if isinstance(preprocessing, AudioConfig) else 0.0
-    metrics = {}
+    scored = {}
     for name in HELD_OUT_SPLITS:
         features, labels = arrays[name]
         if len(features):
-            probabilities = predict_as_served(model, features, serving, floor_db)
-            metrics[name] = metrics_from_predictions(labels, probabilities, class_names)
-    return metrics
+            scored[name] = predict_as_served(model, features, serving, floor_db), np.asarray(labels)
+    return scored
+
+
+def held_out_metrics(
+    scored: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """{split: metrics_from_predictions(…)} for each split of held_out_probabilities(…), in the same order.
+
+    Example:
+        >>> scored = {"test": (np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 0]))}
+        >>> held_out_metrics(scored, ["cat", "dog"])["test"]["accuracy"]
+        0.5
+    """
+    return {
+        name: metrics_from_predictions(labels, probabilities, class_names)
+        for name, (probabilities, labels) in scored.items()
+    }
 
 
 def evaluated_split(metrics: dict[str, dict[str, Any]]) -> str | None:
-    """The split a bundle reports (its confusion matrix, "evaluated_on"): the first one held_out_metrics scored,
-    or None when the model trained on every file."""
+    """The split a bundle reports (its confusion matrix, "evaluated_on"; its calibration is fitted on it): the
+    first one held_out_metrics scored, or None when the model trained on every file."""
     return next(iter(metrics), None)
 
 

@@ -11,8 +11,11 @@ runs on the averaged weights when there are any (as SwapEMAWeights did), keeps a
 weights and stops after `patience` epochs without a better validation (a higher accuracy, or the same accuracy
 with a lower loss); the model ends with the best
 epoch's weights (without validation data: the last weights, or their average). A checkpoint then records the
-epoch (app.training.loop_state), so that a killed run can continue. Progress goes through Keras' callbacks
-(app.training.progress): the bar on a terminal, a log line per epoch otherwise. Imports TensorFlow.
+epoch (app.training.loop_state), so that a killed run can continue. Layers taken from another bundle
+(app.training.init_from) stay fixed for the recipe's first `frozen_epochs`: a second step function updates only
+the other variables (the optimizer, built on all of them, leaves the rest as they are, weight decay included).
+Progress goes through Keras' callbacks (app.training.progress): the bar on a terminal, a log line per epoch
+otherwise. Imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class TrainingLoop:
         steps_per_epoch: int,
         validation: tuple[Any, np.ndarray] | None,
         train_config: TrainConfig,
+        frozen: Sequence[Any] = (),
     ) -> None:
         """
         Args:
@@ -63,6 +67,8 @@ class TrainingLoop:
             steps_per_epoch: steps every worker takes per epoch; each takes one batch per local replica.
             validation: this worker's validation (features, labels), or None to train every epoch and keep the
                 last weights.
+            frozen: variables of the model that stay as they are for train_config.frozen_epochs epochs (the layers
+                taken from another bundle); () trains every variable from the first epoch.
         """
         self.model, self.optimizer, self.loss, self.distribution = model, optimizer, loss, distribution
         self.batches, self.steps_per_epoch, self.validation = batches, steps_per_epoch, validation
@@ -74,7 +80,10 @@ class TrainingLoop:
         keep_best = validation is not None
         self.best_weights = [tf.Variable(weight.numpy(), trainable=False) for weight in model.weights if keep_best]
         self.dataset = self.strategy.distribute_datasets_from_function(self._input_pipeline)
-        self.train_step = self._make_train_step()
+        frozen_ids = {id(variable) for variable in frozen}
+        self.train_step = self._make_train_step(model.trainable_variables)
+        self.frozen_epochs = train_config.frozen_epochs if frozen_ids else 0
+        self.head_step = self._make_train_step([v for v in model.trainable_variables if id(v) not in frozen_ids])
         self.evaluate_batch = self._make_evaluate_batch()
 
     def run(
@@ -118,7 +127,8 @@ class TrainingLoop:
         while state.epochs_done < epochs and not state.stopped:
             epoch = state.epochs_done
             epoch_callbacks.on_epoch_begin(epoch)
-            logs = self._train_epoch(epoch_callbacks if epoch_callbacks.callbacks else None)
+            train_step = self.head_step if epoch < self.frozen_epochs else self.train_step
+            logs = self._train_epoch(train_step, epoch_callbacks if epoch_callbacks.callbacks else None)
             if self.validation is not None:
                 logs.update(self._validate(state, epoch))
             state.record(logs)
@@ -146,13 +156,14 @@ class TrainingLoop:
         )
         return state
 
-    def _train_epoch(self, batch_callbacks: keras.callbacks.CallbackList | None) -> dict[str, float]:
-        """One pass: {"loss", "accuracy"} over the examples of every worker; batch_callbacks (the bar, the log
-        lines of a long epoch) get this worker's running values after each step."""
+    def _train_epoch(self, train_step: Any, batch_callbacks: keras.callbacks.CallbackList | None) -> dict[str, float]:
+        """One pass of `train_step` (a step function of _make_train_step): {"loss", "accuracy"} over the examples
+        of every worker; batch_callbacks (the bar, the log lines of a long epoch) get this worker's running values
+        after each step."""
         iterator = iter(self.dataset)
         totals = tf.zeros(3, tf.float64)  # summed loss, correct predictions, examples
         for step in range(self.steps_per_epoch):
-            totals += self.train_step(iterator)
+            totals += train_step(iterator)
             if batch_callbacks is not None:
                 batch_callbacks.on_train_batch_end(step, _metrics(totals.numpy()))
         return _metrics(self.distribution.sum_over_workers(totals.numpy()))
@@ -233,8 +244,11 @@ class TrainingLoop:
         )
         return tf.data.Dataset.from_generator(epoch_batches, output_signature=signature).prefetch(tf.data.AUTOTUNE)
 
-    def _make_train_step(self) -> Any:
+    def _make_train_step(self, variables: Sequence[Any]) -> Any:
+        """A tf.function running one step on every replica that updates `variables` (the model's trainable ones,
+        or some of them)."""
         model, optimizer, loss, strategy = self.model, self.optimizer, self.loss, self.strategy
+        variables = list(variables)
 
         def replica_step(inputs: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
@@ -242,8 +256,8 @@ class TrainingLoop:
                 losses = loss(targets, probabilities)
                 global_batch_size = tf.shape(targets)[0] * strategy.num_replicas_in_sync
                 mean_loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch_size)
-            gradients = tape.gradient(mean_loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            gradients = tape.gradient(mean_loss, variables)
+            optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return _sums(targets, probabilities, losses)
 
         @tf.function

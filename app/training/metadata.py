@@ -1,6 +1,6 @@
-"""A bundle's metadata.json: what it serves (kind, classes, preprocessing, input shape, serving views), how it
-trained (recipe, command, history), how well (held-out metrics, Keras–LiteRT parity), on what data, and with
-which library versions. `write_bundle` adds the sha256 of each file.
+"""A bundle's metadata.json: what it serves (kind, classes, preprocessing, input shape, serving views, calibration
+and familiarity threshold), how it trained (recipe, command, history), how well (held-out metrics, Keras–LiteRT
+parity), on what data, and with which library versions. `write_bundle` adds the sha256 of each file.
 
 Example:
     >>> from app.training.metadata import library_versions
@@ -52,6 +52,7 @@ def build_metadata(
     metrics: dict[str, dict[str, Any]],
     parity: float,
     seconds: float,
+    trust: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The metadata dict of a bundle named `name` (its folder's name).
 
@@ -59,6 +60,7 @@ def build_metadata(
         splits: file indices per split; skipped: (file, reason) of the files that could not be read.
         metrics: held_out_metrics(…); parity: the largest Keras–LiteRT difference in probability.
         seconds: wall time of the run so far.
+        trust: the "calibration" and "familiarity" sections (app.training.trust), or {}/None when not fitted.
     """
     history = fitted.history
     return {
@@ -95,6 +97,7 @@ def build_metadata(
             "skipped": [{"file": file, "reason": reason} for file, reason in skipped],
             "other_kind_files": dataset.other_kind_files,
         },
+        **(trust or {}),  # "calibration" and "familiarity", when there were enough held-out files to fit them
         "versions": library_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

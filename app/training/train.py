@@ -2,7 +2,8 @@
 
 `train` reads as the recipe; each step lives in its own module of app.training: scan, splits, features
 (app.features), training_set (with variants), fit (with batches, augmentation_policy and the training loop, which
-distribute spreads over devices and machines and checkpoints makes resumable), held_out, export, metadata, and the
+distribute spreads over devices and machines and checkpoints makes resumable), held_out, trust (calibration and
+familiarity threshold), export, metadata, and the
 atomic write (app.bundle). Files left out or skipped are logged as warnings, progress at
 INFO (and sent as app.training.events to a program that watches); the result says where the bundle went and how it
 scored.
@@ -49,12 +50,14 @@ from app.paths import METADATA_FILE
 from app.training.checkpoints import open_checkpoints, run_key
 from app.training.distribute import start_distribution
 from app.training.events import emit
-from app.training.held_out import evaluated_split, held_out_metrics
+from app.training.held_out import evaluated_split, held_out_metrics, held_out_probabilities
+from app.training.init_from import check_source
 from app.training.inputs import extract_to_store, held_out_arrays, split_examples
 from app.training.metadata import build_metadata
 from app.training.scan import check_out_dir, scan
 from app.training.splits import check_readable, split_files
 from app.training.training_set import build_training_set
+from app.training.trust import trust_on_held_out
 from app.views import serving_views
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ def train(
     extra_folder_classes: dict[str, str] | None = None,
     resume: bool = False,
     distribute: str = "none",
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train the CNN on `data_dir/<class>/<files>` and write a bundle to `out_dir`.
 
@@ -107,6 +111,8 @@ def train(
             (app.training.checkpoints); without, a run starts afresh.
         distribute: "none", "mirrored" (every local GPU) or "multi-worker" (one process per machine, TF_CONFIG);
             see app.training.distribute. Only the chief (worker 0) writes the bundle.
+        init_from: a bundle whose trained layers the model starts from (app.training.init_from; refused unless
+            its kind, preprocessing and input shape are this run's); None: from scratch.
 
     Returns:
         The bundle folder and the run's summary (see TrainResult).
@@ -118,9 +124,10 @@ def train(
     emit("phase", phase="scanning")
     dataset, preprocessing = scan(data_dir, kind, preprocessing, extra_folder_classes)
     splits, validating = split_files(dataset, train_config, group_pattern)
+    source = check_source(init_from, dataset.kind, preprocessing) if init_from is not None else None
     key = run_key(
         dataset, splits, preprocessing, train_config, group_pattern, extra_train_dirs, extra_folder_classes,
-        distribution,
+        distribution, source.summary() if source else None,
     )  # fmt: skip
     checkpoints = open_checkpoints(out_dir, resume, distribution.worker_index, key)  # refuses another run's
     emit("phase", phase="features", files=len(dataset.files), classes=list(dataset.class_names))
@@ -141,25 +148,30 @@ def train(
     emit("phase", phase="fitting", epochs=train_config.epochs, examples=len(training_set.features))
     fitted = fit_model(
         training_set, validation, len(dataset.class_names), preprocessing, train_config, progress,
-        distribution, checkpoints,
+        distribution, checkpoints, source,
     )  # fmt: skip
     if not distribution.is_chief:  # the chief writes the bundle; this worker waits until it has, and is done
         checkpoints.finish(distribution)
         return TrainResult(out_dir, {"bundle": str(out_dir), "worker": distribution.worker_index, "written_by": 0})
     serving = serving_views(preprocessing, train_config)
     emit("phase", phase="evaluating")
-    metrics = held_out_metrics(fitted.model, held_out, serving, preprocessing, dataset.class_names)
+    scored = held_out_probabilities(fitted.model, held_out, serving, preprocessing)
+    metrics = held_out_metrics(scored, dataset.class_names)
     evaluated_on = evaluated_split(metrics)
+    trust = trust_on_held_out(scored, evaluated_on)  # calibration and familiarity threshold, {} if too few files
     emit("phase", phase="exporting")
     exported = export_model(fitted, held_out[evaluated_on][0] if evaluated_on else training_set.features)
     metadata = build_metadata(
         name=out_dir.name, dataset=dataset, preprocessing=preprocessing, train_config=train_config,
         group_pattern=group_pattern, command=command, splits=splits, skipped=extraction.skipped,
         training_set=training_set, fitted=fitted, serving=serving, metrics=metrics, parity=exported.parity,
-        seconds=time.time() - started,
+        trust=trust, seconds=time.time() - started,
     )  # fmt: skip
+    metadata["training"]["init_from"] = source.summary() if source else None  # the bundle it started from
     emit("phase", phase="saving")
-    write_files = partial(write_model_files, exported, fitted.history, metrics, dataset.class_names)
+    write_files = partial(
+        write_model_files, exported, fitted.history, metrics, dataset.class_names, calibration=trust.get("calibration")
+    )
     bundle = write_bundle(out_dir, metadata, write_files, force=force)
     checkpoints.finish(distribution)  # nothing left to resume
     log_skipped(extraction.skipped, bundle / METADATA_FILE)

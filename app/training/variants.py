@@ -121,7 +121,7 @@ def variant_examples(
     keys = [file_keys[index] for index in train_indices] if file_keys is not None else content_keys(clips, progress)
     silence = silence_training_files(dataset, train_indices) if train_config.noise_from_silence else []
     noise_files = [*dataset.background_noise_files, *silence]
-    recipe = VariantRecipe(config, train_config.seed, train_config.augment_copies)
+    recipe = VariantRecipe(config, train_config.seed, train_config.augment_copies, train_config.reverberation)
     root = cache_dir or default_cache_dir()
     folder = root / f"variants-{recipe.key(keys, labels, content_keys(noise_files, progress=False))}"
     with _store_lock(folder):
@@ -161,6 +161,7 @@ class VariantRecipe:
     config: AudioConfig
     seed: int
     copies: int
+    reverberation: float = 0.0  # share of variants played in a synthetic room
 
     def key(self, clip_keys: Sequence[str | None], labels: np.ndarray, noise_keys: Sequence[str | None]) -> str:
         """24 hex digits of a SHA-256 over the recipe, the clips' and noise files' content keys, the labels, this
@@ -174,6 +175,8 @@ class VariantRecipe:
             "copies": self.copies,
             "noise": list(noise_keys),
         }
+        if self.reverberation:  # recipes without rooms keep the keys (and stores) they had
+            description["reverberation"] = self.reverberation
         digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode())
         digest.update("\n".join(key or "-" for key in clip_keys).encode())
         digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
@@ -310,7 +313,7 @@ def make_chunk(positions: np.ndarray, paths: Sequence[Path]) -> tuple[np.ndarray
             continue
         readable[index] = True
         for copy in range(recipe.copies):
-            windows[index * recipe.copies + copy] = waveform_variant(rng, window, config, bank)
+            windows[index * recipe.copies + copy] = waveform_variant(rng, window, config, bank, recipe.reverberation)
     spectrograms = log_mel_spectrogram(windows, config).astype(STORED_DTYPE)
     spectrograms[np.repeat(~readable, recipe.copies)] = 0
     mapping = _worker["mapping"]

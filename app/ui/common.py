@@ -123,7 +123,9 @@ def predict_into(
         predictor = get_predictor(bundle_dir)
         start = time.perf_counter()
         features = predictor.preprocess(source)
-        predictions = predictor.postprocess(predictor.predict_features(features), top_k=TOP_K)
+        probabilities = predictor.predict_features(features)
+        predictions = predictor.postprocess(probabilities, top_k=TOP_K)
+        familiar = predictor.is_familiar(probabilities)  # None: the bundle has no familiarity threshold
         elapsed_ms = (time.perf_counter() - start) * 1000
         if predictor.kind == "audio":
             config = predictor.config
@@ -154,6 +156,7 @@ def predict_into(
         source_name,
         pixelated=predictor.kind == "image",
         explain=lambda: predictor.explain(source, label=predictions[0]["label"]),  # only if the user asks
+        familiar=familiar,
     )
     return predictions
 

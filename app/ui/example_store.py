@@ -52,7 +52,6 @@ NAME_CHARACTERS_REFUSED = '/\\:*?"<>|'  # path separators, and what some file sy
 KINDS = {"audio": "sounds", "image": "pictures"}
 SAMPLE_RATE = AudioConfig().sample_rate  # sounds are kept at the rate training uses by default
 CHECK_IMAGE = ImageConfig(image_size=(64, 64), channels=3)  # a picture is opened at this size to check it
-SILENCE_PEAK = 1e-4  # as app.predict: a recording whose samples all lie this close to their mean holds no sound
 PICTURE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
 
 
@@ -331,8 +330,7 @@ def _checked_sound(data: bytes, shown: str) -> tuple[bytes, str, bytes]:
         waveform = decode_audio(data, SAMPLE_RATE)
     except InputError as error:
         raise InputError(_named(str(error), data, shown)) from None
-    if float(np.max(np.abs(waveform - waveform.mean()))) < SILENCE_PEAK:
-        raise InputError(f"{shown} is silent (no sound above the noise floor); check the microphone")
+    _check_content_of(waveform, "audio", shown)
     config = AudioConfig(sample_rate=SAMPLE_RATE)
     preview = spectrogram_png(log_mel_spectrogram(fit_window(waveform, config), config))
     buffer = io.BytesIO()
@@ -352,14 +350,23 @@ def _checked_picture(data: bytes, shown: str) -> tuple[bytes, str, bytes]:
         pixels = load_image(data, CHECK_IMAGE)
     except InputError as error:
         raise InputError(_named(str(error), data, shown)) from None
-    if pixels.min() == pixels.max():
-        raise InputError(f"{shown} is one flat colour; expected a picture with something in it")
+    _check_content_of(pixels, "image", shown)
     with Image.open(io.BytesIO(data)) as image:
         suffix = PICTURE_SUFFIXES.get(image.format or "")
         if suffix is None:  # e.g. PPM or ICO: kept as PNG, which training reads by its name
             image.seek(0)
             data, suffix = png_bytes(image.convert("RGBA" if "A" in image.getbands() else "RGB")), ".png"
     return data, suffix, thumbnail_png(data)
+
+
+def _check_content_of(example: np.ndarray, kind: str, shown: str) -> None:
+    """app.content.check_content, its message naming the example ("clip.wav is silent …") instead of "the audio"."""
+    from app.content import check_content
+
+    try:
+        check_content(example, kind)
+    except InputError as error:
+        raise InputError(str(error).replace(f"the {kind} ", f"{shown} ", 1)) from None
 
 
 def _named(message: str, data: bytes, shown: str) -> str:

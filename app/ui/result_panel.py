@@ -1,5 +1,8 @@
 """The result panel: the top label large, top-5 confidence bars, what the model saw, and the time taken.
 
+When the bundle says the input is unlike its training data (app.familiarity), a notice above the answer says so;
+the bars are still shown.
+
 Under a prediction, "Show where it looked" lays a map over the picture the model saw: brighter where masking
 that part lowered the top label's score most (app.explain). The map is computed only while the box is ticked,
 once per input. Bad input shows a short message instead; never a traceback.
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 PLACEHOLDER = "Pick an example, record or upload, and the prediction appears here."
 EXPLAIN_LABEL = "Show where it looked"
+UNFAMILIAR_NOTICE = "This does not look like anything this model was trained on"
+UNFAMILIAR_HINT = "The scores below are what the model answers anyway; they say little about an input like this one."
 WEAK_DROP = 0.01  # a map whose largest fall of the score is below this (1 point) is said to be weak
 log = logging.getLogger("onepipe.ui")
 
@@ -52,13 +57,14 @@ class _Shown:
     elapsed_ms: float
     source_name: str
     pixelated: bool
+    familiar: bool | None
 
 
 class ResultPanel(widgets.VBox):
     """Shows predictions or a message, and under a prediction the "Show where it looked" box.
 
-    State for tests: `predictions`, `message`, `level`, `explanation` (the app.explain.Explanation of the input
-    shown, once computed) and `explain_ms`.
+    State for tests: `predictions`, `message`, `level`, `familiar` (of the prediction shown; None when unknown),
+    `explanation` (the app.explain.Explanation of the input shown, once computed) and `explain_ms`.
     """
 
     def __init__(self, **kwargs: Any):
@@ -72,6 +78,7 @@ class ResultPanel(widgets.VBox):
         self.message = ""
         self.level = "info"
         self.elapsed_ms: float | None = None
+        self.familiar: bool | None = None
         self.explanation: Explanation | None = None
         self.explain_ms: float | None = None
         self._shown: _Shown | None = None
@@ -85,6 +92,7 @@ class ResultPanel(widgets.VBox):
         """A short message: level "error" (amber box), "busy" or "info" (grey)."""
         with self._lock:
             self.predictions, self.message, self.level, self.elapsed_ms = [], text, level, None
+            self.familiar = None
             self._forget_input()
             self.explain_toggle.layout.display = "none"
             icon = {"error": "⚠️", "busy": "⏳"}.get(level, "ℹ️")
@@ -106,17 +114,21 @@ class ResultPanel(widgets.VBox):
         source_name: str,
         pixelated: bool = False,
         explain: Callable[[], Explanation] | None = None,
+        familiar: bool | None = None,
     ) -> None:
         """The top label, bars for each prediction, the model's input picture and the time taken.
 
         Args:
+            familiar: False puts the UNFAMILIAR_NOTICE above the answer (the input is unlike the training data);
+                True or None (the bundle cannot tell) shows none.
             explain: computes where the model looked in this input (an app.explain.Explanation); called only
                 while "Show where it looked" is ticked, at most once. None: the box is hidden.
         """
         with self._lock:
             self.predictions, self.message, self.level, self.elapsed_ms = list(predictions), "", "result", elapsed_ms
+            self.familiar = familiar
             self._forget_input()
-            self._shown = _Shown(list(predictions), picture_png, caption, elapsed_ms, source_name, pixelated)
+            self._shown = _Shown(list(predictions), picture_png, caption, elapsed_ms, source_name, pixelated, familiar)
             self._explain = explain
             self.explain_toggle.layout.display = None if explain is not None else "none"
             if self.explain_toggle.value:
@@ -162,6 +174,7 @@ class ResultPanel(widgets.VBox):
         )
         self.view.value = (
             '<div class="onepipe-prediction">'
+            f"{unfamiliar_notice() if shown.familiar is False else ''}"
             f'<div class="onepipe-top"><span class="onepipe-top-label">{html.escape(top["label"])}</span>'
             f'<span class="onepipe-top-score">{100 * top["score"]:.1f}% confident</span></div>'
             f'<div class="onepipe-bars">{bars}</div>'
@@ -220,3 +233,13 @@ class ResultPanel(widgets.VBox):
             f'<div class="onepipe-legend" title="{html.escape(title)}" style="color:#555;font-size:12.5px;'
             f'margin-top:2px">{scale}{text}.</div>'
         )
+
+
+def unfamiliar_notice() -> str:
+    """The notice above an answer to an input unlike the training data, coloured as the panel's warnings are."""
+    return (
+        '<div class="onepipe-message onepipe-unfamiliar" role="note" style="background:#fff4e5;color:#663c00;'
+        'border:1px solid #ffd599;margin-bottom:8px"><span class="onepipe-icon">⚠️</span>'
+        f'<span class="onepipe-message-text"><b class="onepipe-unfamiliar-text">{html.escape(UNFAMILIAR_NOTICE)}</b>'
+        f'<br><span style="font-size:12.5px">{html.escape(UNFAMILIAR_HINT)}</span></span></div>'
+    )

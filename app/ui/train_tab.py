@@ -4,7 +4,8 @@ in the Audio or Images tab, and download it.
 
 Training runs `python -m app train` in a process of its own (app.ui.training_process) on a class-folder dataset
 written from the examples, so the dashboard's kernel never imports TensorFlow; its recipe suits a few dozen
-examples per class (app.ui.training_recipe). Everything is written inside the visitor's workspace
+examples per class (app.ui.training_recipe); sounds start from the shipped speech model's layers unless the
+Advanced fold's "Start from the shipped speech model" is cleared. Everything is written inside the visitor's workspace
 (app.ui.workspace); the shipped models are only read. The dashboard builds this tab when it is first opened.
 
 Example:
@@ -41,9 +42,11 @@ from app.ui.training_process import RunEnd, TrainingRun, remove_unfinished, run_
 from app.ui.training_recipe import (
     BATCH_SIZES,
     DEFAULTS,
+    DONOR_EPOCHS,
     EPOCH_CHOICES,
     HOLD_OUT_MIN,
     LEARNING_RATES,
+    find_donor,
     held_out_listing,
     held_out_positions,
 )
@@ -94,7 +97,8 @@ class TrainTab(widgets.VBox):
     """Kind, classes and examples on the left; training, its curves, trying and downloading the model on the right.
 
     Args:
-        models_dir: the shipped bundles (only their names are read, so that a new model never takes one).
+        models_dir: the shipped bundles (their names are read, so that a new model never takes one, and a run may start
+            from one: app.ui.training_recipe.find_donor).
         workspace: where everything is written; default this kernel's (app.ui.workspace.current_workspace).
         on_model: called with (kind, bundle folder) when a model is ready, e.g. to list it in the other tabs.
     """
@@ -174,6 +178,15 @@ class TrainTab(widgets.VBox):
             value=False, description="Spoken words", indent=False, layout=widgets.Layout(width="auto")
         )
         self.speech.add_class("onepipe-speech")
+        self.donors = {kind: find_donor(self.models_dir, kind) for kind in KINDS}
+        self.start_from = widgets.Checkbox(
+            value=self.donors["audio"] is not None,
+            description="Start from the shipped speech model",
+            indent=False,
+            layout=widgets.Layout(width="auto"),
+        )
+        self.start_from.add_class("onepipe-start-from")
+        self.start_from.observe(lambda _: self._set_epochs(), "value")
         self.early_stopping = widgets.Checkbox(
             value=defaults.early_stopping, description="Stop early", indent=False, layout=widgets.Layout(width="auto")
         )
@@ -190,12 +203,16 @@ class TrainTab(widgets.VBox):
                         self.learning_rate,
                         self.early_stopping,
                         self.speech,
+                        self.start_from,
                         widgets.HTML(
                             '<div class="onepipe-hint">Epochs: passes over the examples. Stop early: with '
                             f"{HOLD_OUT_MIN} or more per class, the held-out examples choose the best epoch and end "
                             "training once they stop improving (else they only score the last one). "
                             "Spoken words: for sounds that are words, to be recognised in voices the model never "
-                            "heard (it ignores each voice's and microphone's colour, so not for a whistle or a hum)."
+                            "heard (it ignores each voice's and microphone's colour, so not for a whistle or a hum). "
+                            "Start from the shipped speech model: its layers, learned from many speakers, are the "
+                            "starting point and only the last layer is new (the spoken-word preprocessing comes "
+                            "with it); clear it for sounds that are not speech."
                             "</div>"
                         ),
                     ]
@@ -275,11 +292,18 @@ class TrainTab(widgets.VBox):
         self.try_snapshot.layout.display = "none" if audio else None
         self.try_upload.accept = "audio/*,.wav,.flac,.ogg,.mp3,.m4a,.webm" if audio else "image/*"
         self.speech.layout.display = None if audio else "none"
+        self.start_from.layout.display = None if self.donors[self.kind.value] is not None else "none"
         defaults = DEFAULTS[self.kind.value]  # each kind starts from its own recipe
-        self.epochs.value, self.batch_size.value = defaults.epochs, defaults.batch_size
+        self._set_epochs()
+        self.batch_size.value = defaults.batch_size
         self.learning_rate.value, self.early_stopping.value = defaults.learning_rate, defaults.early_stopping
         self._show_model()
         self._examples_changed()
+
+    def _set_epochs(self) -> None:
+        """The epochs of the kind's recipe, or DONOR_EPOCHS when the run will start from a shipped model."""
+        starting_from = self.start_from.value and self.donors[self.kind.value] is not None
+        self.epochs.value = DONOR_EPOCHS if starting_from else DEFAULTS[self.kind.value].epochs
 
     def _examples_changed(self) -> None:
         counts = list(self.store.counts().values())
@@ -315,6 +339,7 @@ class TrainTab(widgets.VBox):
                 learning_rate=self.learning_rate.value,
                 speech=self.speech.value and kind == "audio",
                 early_stopping=self.early_stopping.value,
+                donor=self.donors[kind] if self.start_from.value else None,
             )
         except (InputError, ValueError) as error:
             self.show_status(_sentence(error), "error")

@@ -221,6 +221,7 @@ AUDIO_PREPROCESSING = ObjectOf(
         "f_max": number(0, MAX_SAMPLE_RATE / 2, above=True),
         "top_db": number(0, 200, above=True),
         "subtract_band_mean": TRUE_OR_FALSE,
+        "window_past_edges": TRUE_OR_FALSE,
         "max_decoded_seconds": number(0, MAX_DECODED_SECONDS, above=True),
     },
     "audio preprocessing settings",

@@ -217,6 +217,11 @@ HOSTILE_METADATA = {
         set_in("serving", "average_mirrored", "yes"),
         'serving.average_mirrored is "yes"; expected true or false',
     ),
+    "window_past_edges as a number": (
+        "spoken-digits",
+        set_in("preprocessing", "window_past_edges", 1),
+        "preprocessing.window_past_edges is 1; expected true or false",
+    ),
     "serving a list": ("mnist", set_in("serving", []), "serving is []; expected an object of test-time views"),
     "class_names null": (
         "mnist",

@@ -185,7 +185,9 @@ class Predictor:
         """Predict one input as __call__ does, and say whether it looks like the training data (see Prediction)."""
         probabilities = self.predict_features(self.preprocess(source))
         score = float(familiarity.familiarity_scores(probabilities)[0])
-        return Prediction(self.postprocess(probabilities, top_k), self.is_familiar(probabilities), score)
+        threshold = self.familiarity_threshold
+        familiar = None if threshold is None else familiarity.is_familiar(score, threshold)
+        return Prediction(self.postprocess(probabilities, top_k), familiar, score)
 
     def explain(self, source: Any, label: str | None = None):
         """Where the model looked: an app.explain.Explanation whose `map` (the input's (time, n_mels) or (height,

@@ -9,10 +9,11 @@ Chromium. Prints one JSON object:
   process's peak resident memory, its VmHWM), `kernel_peak_rss_mb` (the page's kernel, sampled every 0.1 s from the
   first upload to the end), `epochs_run`, `held_out_accuracy`;
 - `pictures`: the same with 3 classes × 30 webcam-size snapshots (320 × 240 RGBA PNG, as the webcam sends them);
-- `page`: with the preheated kernel pool warm, a page request → a clickable Predict, median of `--loads`, for the
-  dashboard (`predict_clickable_s_three_tabs`) and, served beside it and requested in turn with it, the same
-  dashboard without its Train tab (`predict_clickable_s_two_tabs`, as it was before that tab); and the Train tab's
-  title clicked → its Train button shown (`train_tab_open_s`);
+- `page`: with the preheated kernel pool warm, a page request → a clickable Predict in the page's own clock (as
+  `benchmarks/load.py` measures it, each visit in a fresh browser context), median of `--loads`, for the dashboard
+  (`predict_clickable_s_three_tabs`) and, served beside it and requested in turn with it, the same dashboard
+  without its Train tab (`predict_clickable_s_two_tabs`, as it was before that tab); and the Train tab's title
+  clicked → its Train button shown (`train_tab_open_s`);
 - `fsdd` (with `--fsdd DIR`, a Free Spoken Digit Dataset folder `DIR/<digit>/<digit>_<speaker>_<n>.wav`): for each
   training speaker, a model trained with the Train tab's code (this process stands in for the kernel; no browser)
   on "0", "1" and "2" of that speaker (the first 20 of each), scored on every clip of those digits of each other
@@ -48,6 +49,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from app import paths  # noqa: E402
 from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process  # noqa: E402
+from benchmarks.load import PREDICT_CLICKABLE_JS, wait_until_quiet  # noqa: E402
 
 TIMEOUT_MS = 60_000
 TRAINING_TIMEOUT_MS = 600_000
@@ -220,41 +222,28 @@ def collect_and_train(browser, url: str, server: psutil.Process, kind: str, file
     }
 
 
-def wait_for_pool(log_path: Path, fills: int, timeout: float = 120.0) -> int:
-    """Wait until Voila's log says its kernel pool was filled more than `fills` times; returns the new count."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        count = log_path.read_text(errors="replace").count("is filled with")
-        if count > fills:
-            return count
-        time.sleep(0.2)
-    return fills
-
-
-def measure_pages(browser, servers: dict[str, tuple[str, Path]], loads: int) -> dict:
-    """Page request → clickable Predict with the pool warm, alternating between the servers so that both meet the
-    same load; and, where there is one, the Train tab's first opening."""
+def measure_pages(browser, servers: dict[str, tuple[str, int]], loads: int) -> dict:
+    """Page request → clickable Predict with the pool warm, in the page's own clock (navigation start → the Audio
+    tab's Predict enabled, as `benchmarks/load.py` measures it), each visit in a fresh browser context (nothing
+    cached, as a first visit); the servers take turns, and each is quiet again (its pool refilled) before its next
+    request. Where there is one, the Train tab's first opening (title clicked → its Train button shown)."""
     clickable: dict[str, list[float]] = {name: [] for name in servers}
     train_open: list[float] = []
-    fills = {name: wait_for_pool(log_path, 0) for name, (_, log_path) in servers.items()}
     for _ in range(loads):
-        for name, (url, log_path) in servers.items():
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            started = time.perf_counter()
+        for name, (url, server_pid) in servers.items():
+            wait_until_quiet(server_pid, kernels=1)
+            context = browser.new_context(viewport={"width": 1200, "height": 1000})
+            page = context.new_page()
             page.goto(url, timeout=TIMEOUT_MS)
-            page.locator(".onepipe-predict").first.wait_for(state="visible", timeout=TIMEOUT_MS)
-            page.wait_for_function(
-                "() => { const b = document.querySelector('.onepipe-predict'); return b && !b.disabled; }",
-                timeout=TIMEOUT_MS,
-            )
-            clickable[name].append(time.perf_counter() - started)
+            handle = page.wait_for_function(PREDICT_CLICKABLE_JS, polling="raf", timeout=TIMEOUT_MS)
+            clickable[name].append(handle.json_value() / 1000)
             if page.get_by_role("tab", name="Train").count():
                 started = time.perf_counter()
                 page.get_by_role("tab", name="Train").click()
                 page.locator(".onepipe-train-button").wait_for(timeout=TIMEOUT_MS)
                 train_open.append(time.perf_counter() - started)
-            page.close(run_before_unload=True)
-            fills[name] = wait_for_pool(log_path, fills[name])  # the pool is warm again before the next request
+            page.close(run_before_unload=True)  # the page's beacon shuts its kernel down
+            context.close()
     report = {f"predict_clickable_s_{name}": round(statistics.median(times), 2) for name, times in clickable.items()}
     report.update(
         {f"predict_clickable_all_s_{name}": [round(t, 2) for t in times] for name, times in clickable.items()}
@@ -301,7 +290,7 @@ def browser_runs(models_dir: Path, loads: int, scratch: Path) -> dict:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                servers = {"three_tabs": (url, logs["three_tabs"]), "two_tabs": (two_tabs_url, logs["two_tabs"])}
+                servers = {"three_tabs": (url, process.pid), "two_tabs": (two_tabs_url, two_tabs.pid)}
                 report["page"] = measure_pages(browser, servers, loads)
                 stop_process(two_tabs)
                 server = psutil.Process(process.pid)

@@ -92,6 +92,7 @@ models: models-data install
 	$(BIN)/python -m app calibrate models/spoken-digits --from runs/digits-george
 	$(BIN)/python -m app data digits data/sklearn-digits --replace
 	$(BIN)/python -m app train $(MNIST) --out models/mnist --image-size 28x28 --channels 1 --background dark --center-content --extra-train-data data/sklearn-digits --force
+	$(BIN)/python -m app calibrate models/mnist $(MNIST) --familiarity max_score
 	$(BIN)/python -m app train $(CIFAR10) --out models/cifar10 --image-size 48x48 --horizontal-flip --epochs 300 --weight-averaging --validation-percent 0 --test-percent 0 --force
 	@if [ -d "$(CIFAR10_TRAIN)" ]; then $(BIN)/python -m app calibrate models/cifar10 $(CIFAR10_TRAIN); \
 	else echo "models/cifar10 is not calibrated: pass CIFAR10_TRAIN=DIR, CIFAR-10 training images it never saw" >&2; fi

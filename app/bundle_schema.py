@@ -156,7 +156,7 @@ FINITE_NUMBER = Rule("a number", _is_number)
 class ListOf:
     """A list of `fewest` to `most` items, each checked by `item` (and all different when `unique`)."""
 
-    item: Rule
+    item: Rule | ListOf
     fewest: int
     most: int
     what: str  # "names", "moves" …
@@ -252,7 +252,18 @@ SERVING = ObjectOf(
 # What serving applies (app.predict): softmax(log p / temperature), and the familiarity statistic's threshold. The
 # other fields of these sections (where they were fitted, the ECE …) are read by people and by `evaluate` only.
 CALIBRATION = ObjectOf({"temperature": number(0, MAX_TEMPERATURE, above=True)}, "calibration settings")
-FAMILIARITY = ObjectOf({"statistic": NAME, "threshold": FINITE_NUMBER}, "familiarity settings")
+MAX_FEATURES = 4096  # width of the inner features a familiarity statistic may describe
+FAMILIARITY = ObjectOf(
+    {
+        "statistic": NAME,
+        "threshold": FINITE_NUMBER,
+        # the feature statistic's class centres (n_classes, d) and whitening (d, d); their sizes are checked
+        # against the classes and the model's features output (check_model_fits)
+        "class_means": ListOf(ListOf(FINITE_NUMBER, 1, MAX_FEATURES, "numbers"), 1, MAX_CLASSES, "lists of numbers"),
+        "whitening": ListOf(ListOf(FINITE_NUMBER, 1, MAX_FEATURES, "numbers"), 1, MAX_FEATURES, "lists of numbers"),
+    },
+    "familiarity settings",
+)
 TOP_LEVEL: dict[str, Rule | ListOf | FileDigests | ObjectOf] = {
     "format_version": whole_number(1, FORMAT_VERSION),
     "kind": one_of("audio", "image"),
@@ -373,15 +384,20 @@ def check_model_fits(
     input_details: Sequence[dict[str, Any]],
     output_details: Sequence[dict[str, Any]],
     bundle_dir: str | Path,
+    features_details: dict[str, Any] | None = None,
 ) -> None:
     """Check validated metadata against the LiteRT model's tensors, as the interpreter reads them from the model's
-    header before allocating them: one float32 input of shape (batch, *input_shape), one float32 output of
-    shape (batch, number of class names).
+    header before allocating them: one float32 input of shape (batch, *input_shape), a float32 probabilities
+    output of shape (batch, number of class names), and the inner features that a familiarity statistic of them
+    reads.
 
     Args:
         metadata: as validate_metadata accepted it.
-        input_details, output_details: Interpreter.get_input_details() and get_output_details().
+        input_details: Interpreter.get_input_details().
+        output_details: the details of the probabilities output, in a list (app.litert_outputs.served_outputs).
         bundle_dir: the bundle folder, for messages.
+        features_details: those of the inner features output, None when the model has none; a familiarity
+            statistic of inner features needs it, (batch, d) float32, with class centres and whitening of width d.
 
     Raises:
         BundleError: the model does not take the input the metadata describes or does not score its classes.
@@ -407,3 +423,27 @@ def check_model_fits(
             f"{source}: class_names has {len(metadata['class_names'])} names; expected {output_shape[1]}, one per "
             f"output of {TFLITE_FILE}"
         )
+    _check_feature_statistic(metadata, features_details, source, model)
+
+
+def _check_feature_statistic(
+    metadata: dict[str, Any], features_details: dict[str, Any] | None, source: Path, model: Path
+) -> None:
+    """A familiarity statistic of inner features needs the model's features output, and centres and a whitening
+    of its width, one centre per class."""
+    familiarity = metadata.get("familiarity") or {}
+    if "class_means" not in familiarity and "whitening" not in familiarity:
+        return
+    if features_details is None:
+        raise BundleError(
+            f"{source}: familiarity describes the model's inner features, but {model} outputs probabilities only"
+        )
+    shape = [int(size) for size in features_details["shape"]]
+    if np.dtype(features_details["dtype"]) != np.float32 or len(shape) != 2:
+        raise BundleError(f"{model} has a features output of shape {shape}; expected float32 (batch, width)")
+    width, n_classes = shape[1], len(metadata["class_names"])
+    means, whitening = familiarity.get("class_means"), familiarity.get("whitening")
+    if means is None or len(means) != n_classes or any(len(row) != width for row in means):
+        raise refuse(source, "familiarity.class_means", means, f"{n_classes} lists of {width} numbers (one per class)")
+    if whitening is None or len(whitening) != width or any(len(row) != width for row in whitening):
+        raise refuse(source, "familiarity.whitening", whitening, f"{width} lists of {width} numbers")

@@ -8,7 +8,12 @@ Where the files come from:
 - DATA_DIR is another folder: every file of the bundle's classes in it; refused when the bundle trained on it (or
   on a folder it holds or lies in, app.evaluate.training_data_under).
 - `--from OTHER`: OTHER's "calibration" and "familiarity" sections, when OTHER has the same kind, classes,
-  preprocessing and serving views (how a final bundle trained on every file takes them from its measured run).
+  preprocessing and serving views (how a final bundle trained on every file takes them from its measured run),
+  and its familiarity threshold is of probabilities (one of inner features belongs to OTHER's own model).
+
+`--familiarity` chooses the threshold's statistic: by default, for pictures with enough files of every class and
+a model that outputs its inner features, the distance in those features (app.training.trust.feature_familiarity);
+else the largest calibrated probability.
 
 Only metadata.json and report.png (redrawn with the reliability diagram when the files are there to draw it)
 change; the model files stay as they are and every sha256 in metadata.json stays true. The bundle is rewritten
@@ -34,14 +39,15 @@ from app.bundle_schema import validate_metadata
 from app.class_folders import Dataset, find_dataset, split_dataset
 from app.config import preprocessing_from_metadata, to_dict, train_config_from_dict
 from app.errors import BundleError, DatasetError
-from app.evaluate import BATCH_SIZE, log_skipped, training_data_under
+from app.evaluate import log_skipped, served_in_batches, training_data_under
+from app.familiarity import FEATURE_STATISTIC, STATISTIC
 from app.features import extract_features
 from app.hashing import file_digest
-from app.paths import METADATA_FILE, REPORT_FILE
+from app.paths import METADATA_FILE, REPORT_FILE, TFLITE_FILE
 from app.predict import Predictor
 from app.staging import replace_when_complete
 from app.training.held_out import HELD_OUT_SPLITS
-from app.training.trust import MIN_FILES, fit_trust
+from app.training.trust import FEATURE_MIN_FILES_PER_CLASS, FEATURE_STATISTIC_KINDS, MIN_FILES, fit_trust
 from app.views import serving_from_metadata
 
 logger = logging.getLogger(__name__)
@@ -49,16 +55,27 @@ logger = logging.getLogger(__name__)
 TRUST_SECTIONS = ("calibration", "familiarity")
 
 
-def calibrate_on_data(bundle_dir: str | Path, data_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+FAMILIARITY_CHOICES = ("auto", STATISTIC, FEATURE_STATISTIC)
+
+
+def calibrate_on_data(
+    bundle_dir: str | Path, data_dir: str | Path, progress: bool = True, familiarity: str = "auto"
+) -> dict[str, Any]:
     """Fit the bundle's calibration and familiarity threshold on labelled files of `data_dir` it did not train on
     (see the module's docstring for which) and write them into its metadata.json.
+
+    Args:
+        familiarity: the statistic of the familiarity threshold, one of FAMILIARITY_CHOICES: "auto" (the inner
+            features for pictures where the model outputs them and every class has FEATURE_MIN_FILES_PER_CLASS
+            files, else the top probability), or one named.
 
     Returns:
         summary(…) of the sections written.
 
     Raises:
-        DatasetError: no such files, fewer than app.training.trust.MIN_FILES readable ones, or files it trained on.
-        BundleError: the bundle cannot be loaded.
+        DatasetError: no such files, fewer than app.training.trust.MIN_FILES readable ones, files it trained on, or
+            too few of a class for the feature statistic asked for.
+        BundleError: the bundle cannot be loaded, or its model has no inner features for the statistic asked for.
     """
     bundle_dir, data_dir = Path(bundle_dir), Path(data_dir)
     predictor = Predictor.load(bundle_dir)
@@ -69,15 +86,31 @@ def calibrate_on_data(bundle_dir: str | Path, data_dir: str | Path, progress: bo
         raise DatasetError(
             f"{len(extraction.kept)} readable file(s) in the {fitted_on}; calibration is fitted on at least {MIN_FILES}"
         )
-    raw = np.concatenate(
-        [
-            predictor.predict_features(extraction.arrays[start : start + BATCH_SIZE], calibrated=False)
-            for start in range(0, len(extraction.arrays), BATCH_SIZE)
-        ]
-    )
-    sections = fit_trust(raw, labels[extraction.kept], fitted_on)
+    raw, inner = served_in_batches(predictor, extraction.arrays)
+    kept_labels = labels[extraction.kept]
+    if familiarity == FEATURE_STATISTIC:
+        check_feature_statistic(bundle_dir, inner, kept_labels, len(predictor.class_names))
+    elif familiarity == STATISTIC or predictor.kind not in FEATURE_STATISTIC_KINDS:
+        inner = None  # fit_trust then fits the top probability's threshold
+    sections = fit_trust(raw, kept_labels, fitted_on, inner)
     write_trust(bundle_dir, sections)
     return summary(bundle_dir, sections)
+
+
+def check_feature_statistic(bundle_dir: Path, inner: np.ndarray | None, labels: np.ndarray, n_classes: int) -> None:
+    """Refuse a feature statistic that cannot be fitted: a model without inner features, or a class with fewer than
+    FEATURE_MIN_FILES_PER_CLASS files."""
+    if inner is None:
+        raise BundleError(
+            f"{bundle_dir / TFLITE_FILE} outputs probabilities only, not the inner features {FEATURE_STATISTIC} "
+            "measures: train the bundle again with this version of OnePipe, or use --familiarity max_score"
+        )
+    fewest = int(np.bincount(labels, minlength=n_classes).min())
+    if fewest < FEATURE_MIN_FILES_PER_CLASS:
+        raise DatasetError(
+            f"{FEATURE_STATISTIC} is fitted on at least {FEATURE_MIN_FILES_PER_CLASS} files of every class; a class "
+            f"has {fewest} here"
+        )
 
 
 def unseen_files(metadata: dict[str, Any], data_dir: Path) -> tuple[list[Path], np.ndarray, str]:
@@ -152,6 +185,11 @@ def calibrate_from(bundle_dir: str | Path, other_dir: str | Path) -> dict[str, A
         raise BundleError(
             f"{other_dir} has no {' or '.join(missing)} to copy (it trained on every file, or held out too few); "
             "calibrate it first"
+        )
+    if other["familiarity"].get("statistic") == FEATURE_STATISTIC:
+        raise BundleError(
+            f"{other_dir}'s familiarity threshold measures distances in its own model's inner features, which "
+            f"another model does not share; calibrate {bundle_dir} on labelled files it did not train on instead"
         )
     differences = recipe_differences(metadata, other)
     if differences:

@@ -352,6 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy the calibration and threshold of OTHER_BUNDLE, of the same classes, kind and preprocessing "
         "(e.g. the measured run of a bundle that trained on every file)",
     )
+    calibrate.add_argument(
+        "--familiarity",
+        choices=("auto", "max_score", "first_layer_mahalanobis"),
+        default="auto",
+        help="what the familiarity threshold measures: max_score, the top calibrated probability; "
+        "first_layer_mahalanobis, the distance from the classes' own files in the statistics of the model's first "
+        "layer (needs 40 files of every class); auto (default), the second for pictures when it can be fitted",
+    )
     calibrate.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     calibrate.set_defaults(func=_calibrate)
 
@@ -575,7 +583,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.from_bundle is not None:
         print(json.dumps(calibrate_bundle.calibrate_from(args.bundle_dir, args.from_bundle)))
     else:
-        print(json.dumps(calibrate_bundle.calibrate_on_data(args.bundle_dir, args.data_dir, progress=not args.quiet)))
+        summary = calibrate_bundle.calibrate_on_data(
+            args.bundle_dir, args.data_dir, progress=not args.quiet, familiarity=args.familiarity
+        )
+        print(json.dumps(summary))
     return 0
 
 

@@ -85,15 +85,10 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
         raise DatasetError(
             f"none of the {len(dataset.files)} files under {data_dir} could be read; e.g. {first[0]}: {first[1]}"
         )
-    raw = np.concatenate(
-        [
-            predictor.predict_features(extraction.arrays[start : start + BATCH_SIZE], calibrated=False)
-            for start in range(0, len(extraction.arrays), BATCH_SIZE)
-        ]
-    )
+    raw, inner = served_in_batches(predictor, extraction.arrays)
     labels = np.asarray(dataset.labels)[extraction.kept]
     metrics = metrics_from_predictions(labels, apply_temperature(raw, predictor.temperature), predictor.class_names)
-    metrics.update(trust_metrics(predictor, raw, labels))
+    metrics.update(trust_metrics(predictor, raw, labels, inner))
     present = {p.name for p in Path(data_dir).iterdir() if p.is_dir() and not p.name.startswith(".")}
     metrics["ignored_folders"] = sorted(present - set(predictor.class_names) - {"_background_noise_"})
     metrics["skipped"] = [{"file": f, "reason": r} for f, r in extraction.skipped]
@@ -101,11 +96,26 @@ def evaluate_bundle(bundle_dir: str | Path, data_dir: str | Path, progress: bool
     return metrics
 
 
-def trust_metrics(predictor: Predictor, raw: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def served_in_batches(predictor: Predictor, arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictor.served on (n, …) features, BATCH_SIZE at a time: (n, n_classes) probabilities before calibration,
+    and the (n, width) inner features (None for a model without them)."""
+    parts = [
+        predictor.served(arrays[start : start + BATCH_SIZE], calibrated=False)
+        for start in range(0, len(arrays), BATCH_SIZE)
+    ]
+    raw = np.concatenate([probabilities for probabilities, _ in parts])
+    inner = None if parts[0][1] is None else np.concatenate([features for _, features in parts])
+    return raw, inner
+
+
+def trust_metrics(
+    predictor: Predictor, raw: np.ndarray, labels: np.ndarray, inner: np.ndarray | None = None
+) -> dict[str, Any]:
     """How far the bundle's scores can be trusted on these files.
 
     Args:
-        predictor: the bundle's Predictor; raw: (n, n_classes) served probabilities before calibration; labels: (n,).
+        predictor: the bundle's Predictor; raw: (n, n_classes) served probabilities before calibration; labels: (n,);
+        inner: (n, width) inner features (Predictor.served), which a bundle whose familiarity reads them needs.
 
     Returns:
         "calibration": {"temperature" (None without calibration), "ece_before" (raw scores, BINS bins, 0–1),
@@ -126,10 +136,11 @@ def trust_metrics(predictor: Predictor, raw: np.ndarray, labels: np.ndarray) -> 
     }
     threshold = predictor.familiarity_threshold
     if threshold is not None:
-        scores = familiarity.familiarity_scores(scaled)
+        scores = predictor.familiarity_scores(scaled, inner)
         below = [not familiarity.is_familiar(float(score), threshold) for score in scores]
         share = round(float(np.mean(below)), 5)
-        result["familiarity"] = {"statistic": familiarity.STATISTIC, "threshold": threshold, "share_below": share}
+        statistic = predictor.metadata["familiarity"]["statistic"]
+        result["familiarity"] = {"statistic": statistic, "threshold": threshold, "share_below": share}
     return result
 
 

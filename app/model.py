@@ -52,6 +52,20 @@ def build_model(input_shape: tuple[int, ...], n_classes: int, mean: np.ndarray, 
     )
 
 
+def with_features_output(model):
+    """The same model with a second output, (batch, 64): the mean and the standard deviation over positions of
+    each of the first convolution's 32 channels, which app.familiarity's feature statistic reads. They describe
+    what the input is made of (strokes, textures, spectral texture) rather than which class it is, and so tell
+    inputs unlike the training data from it where the top probability does not (benchmarks/familiarity.py). Its
+    LiteRT conversion names them "output_1" (probabilities "output_0") in its serving signature; see
+    app.litert_outputs."""
+    import keras
+
+    first = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)).output  # (b, h, w, 32)
+    statistics = keras.ops.concatenate([keras.ops.mean(first, axis=(1, 2)), keras.ops.std(first, axis=(1, 2))], axis=-1)
+    return keras.Model(model.inputs, [model.outputs[0], statistics], name=f"{model.name}_with_features")
+
+
 def as_model_input(features: np.ndarray) -> np.ndarray:
     """(batch, time, n_mels) spectrograms gain a channel axis, (batch, time, n_mels, 1); (batch, height, width,
     channels) images pass through. The dtype is kept."""

@@ -2,7 +2,9 @@
 
 A bundle with a "calibration" section has its scores temperature-scaled (app.calibration; the top label never
 changes); one with a "familiarity" threshold also says whether an input looks like its training data
-(`assess`, app.familiarity). Bundles without them serve the raw softmax, and `familiar` is None.
+(`assess`, app.familiarity), from its probabilities or, when the threshold is of the model's inner features, from
+the activations its LiteRT model also outputs (app.litert_outputs). Bundles without them serve the raw softmax,
+and `familiar` is None.
 
 Example (with the shipped models/spoken-digits; a path or the bytes of a recording work as the array does):
     >>> import numpy as np
@@ -37,6 +39,7 @@ from app.config import AudioConfig, ImageConfig, preprocessing_from_metadata
 from app.content import check_content
 from app.errors import BundleError
 from app.images import load_image
+from app.litert_outputs import served_outputs
 from app.logs import quiet_native_output
 from app.paths import SAMPLES_FOLDER, TFLITE_FILE
 from app.views import input_views, serving_from_metadata
@@ -59,16 +62,19 @@ class Prediction:
     familiarity_score: float
 
 
+FAMILIARITY_STATISTICS = (familiarity.STATISTIC, familiarity.FEATURE_STATISTIC)
+
+
 def familiarity_threshold(metadata: dict[str, Any], name: str = "the bundle") -> float | None:
     """The bundle's familiarity threshold, or None when it has none, or one of a statistic this OnePipe does not
-    compute (app.familiarity.STATISTIC; logged)."""
+    compute (FAMILIARITY_STATISTICS; logged)."""
     section = metadata.get("familiarity")
     if not section or "threshold" not in section:
         return None
-    if section.get("statistic") != familiarity.STATISTIC:
+    if section.get("statistic") not in FAMILIARITY_STATISTICS:
         logger.info(
-            "%s: its familiarity threshold is of the statistic %r, not %r: inputs are not flagged",
-            name, section.get("statistic"), familiarity.STATISTIC,
+            "%s: its familiarity threshold is of the statistic %r, not one of %s: inputs are not flagged",
+            name, section.get("statistic"), ", ".join(FAMILIARITY_STATISTICS),
         )  # fmt: skip
         return None
     return float(section["threshold"])
@@ -89,12 +95,14 @@ class Predictor:
         with quiet_native_output():  # LiteRT prints an XNNPACK notice when it first allocates; allocate here
             self._interpreter = Interpreter(model_content=model_content, num_threads=1)
             # The model's header is read, its tensors not yet allocated: they must be what the metadata says.
+            outputs = served_outputs(self._interpreter)
             check_model_fits(
-                metadata, self._interpreter.get_input_details(), self._interpreter.get_output_details(), bundle_dir
+                metadata, self._interpreter.get_input_details(), [outputs.probabilities], bundle_dir, outputs.features
             )
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._output = outputs.probabilities
+        self._features_output = outputs.features  # None: a model that outputs probabilities only
         self._batch_size = 0
         # Answers averaged over views of the input, as the bundle's training chose (see input_views).
         self.serving: dict[str, Any] = serving_from_metadata(metadata, self.kind)
@@ -102,6 +110,9 @@ class Predictor:
         # softmax(log p / T) of the served probabilities; 1.0 (none) for bundles made without calibration
         self.temperature = float((metadata.get("calibration") or {}).get("temperature", 1.0))
         self.familiarity_threshold = familiarity_threshold(metadata, self.name)
+        section = metadata.get("familiarity") or {}
+        # the class centres and whitening of the inner features when the threshold is of them; else None
+        self._gaussians = section if section.get("statistic") == familiarity.FEATURE_STATISTIC else None
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:
@@ -142,6 +153,12 @@ class Predictor:
     def predict_features(self, features: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """Probabilities (n_classes,) for one example, or (batch, n_classes) for a batch of features, averaged over
         the serving views, then temperature-scaled unless `calibrated` is False (the raw softmax)."""
+        return self.served(features, calibrated)[0]
+
+    def served(self, features: np.ndarray, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """predict_features' probabilities, and the model's inner features averaged over the same views:
+        (n_classes,) and (width,) for one example, (batch, …) for a batch; the features are None for a model that
+        outputs probabilities only."""
         batch = np.asarray(features, dtype=np.float32)
         single = batch.ndim == len(self._input["shape"]) - 1 - (1 if self.kind == "audio" else 0)
         if single:
@@ -149,28 +166,50 @@ class Predictor:
         if self.kind == "audio" and batch.ndim == 3:
             batch = batch[..., None]
         views = input_views(batch, self.serving, self._floor_db)
-        probabilities = self._forward(np.concatenate(views)).reshape(len(views), len(batch), -1).mean(axis=0)
+        outputs = self._forward(np.concatenate(views))
+        probabilities, inner = (output.reshape(len(views), len(batch), -1).mean(axis=0) for output in outputs)
         if calibrated:
             probabilities = apply_temperature(probabilities, self.temperature)
-        return probabilities[0] if single else probabilities
+        if self._features_output is None:
+            inner = None
+        return (probabilities[0], None if inner is None else inner[0]) if single else (probabilities, inner)
 
-    def is_familiar(self, probabilities: np.ndarray) -> bool | None:
-        """Whether one input's (n_classes,) calibrated probabilities look like the training data; None when the
-        bundle has no familiarity threshold."""
+    def familiarity_scores(self, probabilities: np.ndarray, inner: np.ndarray | None) -> np.ndarray:
+        """The familiarity score of each input under the bundle's statistic: of its calibrated probabilities, or of
+        its inner features when the bundle's threshold is of them. (n,) from (n, n_classes) and (n, width); one
+        (n_classes,) row gives (1,).
+
+        Raises:
+            ValueError: the bundle's statistic reads inner features and `inner` is None.
+        """
+        if self._gaussians is None:
+            return familiarity.familiarity_scores(probabilities)
+        if inner is None:
+            raise ValueError(f"{self.name} scores familiarity on the model's inner features; none were given")
+        return familiarity.feature_scores(inner, self._gaussians)
+
+    def is_familiar(self, probabilities: np.ndarray, inner: np.ndarray | None = None) -> bool | None:
+        """Whether one input's (n_classes,) calibrated probabilities, with its (width,) inner features where the
+        bundle's statistic reads them (served), look like the training data; None when the bundle has no
+        familiarity threshold."""
         if self.familiarity_threshold is None:
             return None
-        score = float(familiarity.familiarity_scores(probabilities)[0])
+        score = float(self.familiarity_scores(probabilities, inner)[0])
         return familiarity.is_familiar(score, self.familiarity_threshold)
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        """One LiteRT call on a (batch, *input_shape) float32 array."""
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One LiteRT call on a (batch, *input_shape) float32 array: (batch, n_classes) probabilities and the
+        (batch, width) inner features (the probabilities again for a model without them)."""
         if batch.shape[0] != self._batch_size:
             self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
             self._interpreter.allocate_tensors()
             self._batch_size = batch.shape[0]
         self._interpreter.set_tensor(self._input["index"], batch)
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"]).copy()
+        probabilities = self._interpreter.get_tensor(self._output["index"]).copy()
+        if self._features_output is None:
+            return probabilities, probabilities
+        return probabilities, self._interpreter.get_tensor(self._features_output["index"]).copy()
 
     def postprocess(self, probabilities: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:
         """[{"label", "score"}, …] for the top_k classes, highest score first."""
@@ -183,8 +222,8 @@ class Predictor:
 
     def assess(self, source: Any, top_k: int = 5) -> Prediction:
         """Predict one input as __call__ does, and say whether it looks like the training data (see Prediction)."""
-        probabilities = self.predict_features(self.preprocess(source))
-        score = float(familiarity.familiarity_scores(probabilities)[0])
+        probabilities, inner = self.served(self.preprocess(source))
+        score = float(self.familiarity_scores(probabilities, inner)[0])
         threshold = self.familiarity_threshold
         familiar = None if threshold is None else familiarity.is_familiar(score, threshold)
         return Prediction(self.postprocess(probabilities, top_k), familiar, score)
@@ -199,4 +238,4 @@ class Predictor:
         """
         from app.explain import explain_input
 
-        return explain_input(self, source, self._forward, label)
+        return explain_input(self, source, lambda batch: self._forward(batch)[0], label)

@@ -22,7 +22,9 @@ and "calibration" sections of its metadata.json, when it has them (`threshold_so
 both are fitted here on the fitting part, as training fits them (app.training.trust.fit_trust), and applied to
 the shipped bundle and its measured run alike (`threshold_source`: "fitted here"). `alternatives` compares the
 candidate statistics of app.familiarity.STATISTICS on the same probabilities, each with its threshold and
-temperature fitted here on the fitting part. Thresholds are only ever fitted on files like the training data.
+temperature fitted here on the fitting part, and the distance to the nearest class centre in the model's inner
+features (`mahalanobis`, centres on every other fitting file, the threshold on the rest) where the model outputs
+them. Thresholds are only ever fitted on files like the training data.
 A threshold from metadata.json may have been fitted on the very files measured here (spoken-digits: its run's
 whole held-out speaker; cifar10 when fitted on cifar10_train/): the share is then about 5 % by construction, and
 `alternatives.statistics.max_score_calibrated` gives it for a threshold fitted on the other part.
@@ -56,11 +58,18 @@ from app.calibrate_bundle import recipe_differences  # noqa: E402
 from app.calibration import apply_temperature, fit_temperature  # noqa: E402
 from app.class_folders import data_files, find_dataset  # noqa: E402
 from app.errors import OnePipeError  # noqa: E402
-from app.evaluate import BATCH_SIZE  # noqa: E402
-from app.familiarity import STATISTIC, STATISTICS, familiarity_scores, fit_threshold  # noqa: E402
+from app.evaluate import served_in_batches  # noqa: E402
+from app.familiarity import (  # noqa: E402
+    FEATURE_STATISTIC,
+    STATISTIC,
+    STATISTICS,
+    familiarity_scores,
+    feature_scores,
+    fit_threshold,
+)
 from app.features import extract_features  # noqa: E402
 from app.predict import Predictor  # noqa: E402
-from app.training.trust import SHARE_BELOW, fit_trust  # noqa: E402
+from app.training.trust import FEATURE_MIN_FILES_PER_CLASS, SHARE_BELOW, feature_familiarity, fit_trust  # noqa: E402
 from benchmarks.accuracy import split_files, split_settings  # noqa: E402
 
 BUNDLES = ("mnist", "cifar10", "spoken-digits", "speech-commands")
@@ -220,56 +229,92 @@ PLANS: dict[str, Callable[[Path, Path, Path, int, int], Plan]] = {
 }
 
 
-def raw_probabilities(predictor: Predictor, files: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, n_classes) probabilities as the bundle serves them before calibration, and the kept file indices."""
+@dataclass
+class Served:
+    """What a bundle serves for some files: (kept, n_classes) probabilities before calibration, (kept, width) inner
+    features (None for a model without them), and the indices of the files kept (readable)."""
+
+    rows: np.ndarray
+    inner: np.ndarray | None
+    kept: np.ndarray
+
+
+def served(predictor: Predictor, files: Sequence[Path]) -> Served:
+    """Served outputs of `files` (see Served)."""
     extraction = extract_features(files, predictor.config, progress=False)
-    batches = [
-        predictor.predict_features(extraction.arrays[start : start + BATCH_SIZE], calibrated=False)
-        for start in range(0, len(extraction.arrays), BATCH_SIZE)
-    ]
-    empty = np.zeros((0, len(predictor.class_names)))
-    return (np.concatenate(batches) if batches else empty), extraction.kept
+    if len(extraction.arrays) == 0:
+        return Served(np.zeros((0, len(predictor.class_names))), None, np.asarray(extraction.kept))
+    rows, inner = served_in_batches(predictor, extraction.arrays)
+    return Served(rows, inner, np.asarray(extraction.kept))
 
 
-def share_below(probabilities: np.ndarray, temperature: float, threshold: float, statistic: str = STATISTIC) -> float:
-    """The share of inputs whose familiarity score, after temperature scaling, is below the threshold."""
-    if len(probabilities) == 0:
+def scores_of(outputs: Served, temperature: float, statistic: str, gaussians: dict | None = None) -> np.ndarray:
+    """Familiarity scores of served outputs under `statistic`: of the probabilities after temperature scaling, or
+    of the inner features against `gaussians` (class_means and whitening) for FEATURE_STATISTIC."""
+    if statistic == FEATURE_STATISTIC:
+        if outputs.inner is None or gaussians is None:
+            raise ValueError("the feature statistic needs a model that outputs its inner features, and class centres")
+        return feature_scores(outputs.inner, gaussians) if len(outputs.inner) else np.zeros(0)
+    return familiarity_scores(apply_temperature(outputs.rows, temperature), statistic)
+
+
+def share_below(
+    outputs: Served, temperature: float, threshold: float, statistic: str = STATISTIC, gaussians: dict | None = None
+) -> float:
+    """The share of inputs whose familiarity score is below the threshold."""
+    if len(outputs.rows) == 0:
         return float("nan")
-    scores = familiarity_scores(apply_temperature(probabilities, temperature), statistic)
-    return round(float(np.mean(scores < threshold)), 4)
+    return round(float(np.mean(scores_of(outputs, temperature, statistic, gaussians) < threshold)), 4)
 
 
-def trust_settings(shipped: Predictor, fit: np.ndarray, labels: np.ndarray, described: str) -> dict[str, Any]:
-    """temperature, threshold and where they come from: the shipped bundle's metadata, or fitted on `fit` here."""
+def trust_settings(shipped: Predictor, fit: Served, labels: np.ndarray, described: str) -> dict[str, Any]:
+    """statistic, temperature, threshold (and the class centres of the feature statistic) and where they come
+    from: the shipped bundle's metadata, or fitted on `fit` here as training fits them."""
     familiarity = shipped.metadata.get("familiarity") or {}
-    if familiarity.get("statistic") == STATISTIC and "threshold" in familiarity:
+    if familiarity.get("statistic") in (STATISTIC, FEATURE_STATISTIC) and "threshold" in familiarity:
         return {
+            "statistic": familiarity["statistic"],
             "temperature": shipped.temperature,
             "threshold": float(familiarity["threshold"]),
             "threshold_source": "metadata",
             "threshold_fitted_on": familiarity.get("fitted_on"),
+            "gaussians": familiarity if familiarity["statistic"] == FEATURE_STATISTIC else None,
         }
-    sections = fit_trust(fit, labels, described)
+    sections = fit_trust(fit.rows, labels, described, fit.inner)
+    fitted = sections["familiarity"]
     return {
+        "statistic": fitted["statistic"],
         "temperature": sections["calibration"]["temperature"],
-        "threshold": round(sections["familiarity"]["threshold"], 6),
+        "threshold": round(fitted["threshold"], 6),
         "threshold_source": "fitted here",
         "threshold_fitted_on": described,
+        "gaussians": fitted if fitted["statistic"] == FEATURE_STATISTIC else None,
     }
 
 
-def alternatives(fit: np.ndarray, labels: np.ndarray, measure: np.ndarray, unlike: dict[str, np.ndarray]) -> dict:
-    """Every candidate statistic, with and without a temperature fitted on `fit`: threshold and shares flagged."""
-    fitted_temperature = fit_temperature(fit, labels)
+def alternatives(fit: Served, labels: np.ndarray, measure: Served, unlike: dict[str, Served]) -> dict:
+    """Every candidate statistic, with and without a temperature fitted on `fit`: threshold and shares flagged; and
+    the feature statistic (class centres on every other file of `fit`, the threshold on the rest) when the model
+    outputs its inner features and `fit` has FEATURE_MIN_FILES_PER_CLASS files of every class."""
+    fitted_temperature = fit_temperature(fit.rows, labels)
     compared: dict[str, Any] = {}
     for statistic in STATISTICS:
         for suffix, temperature in (("", 1.0), ("_calibrated", fitted_temperature)):
-            threshold = fit_threshold(familiarity_scores(apply_temperature(fit, temperature), statistic), SHARE_BELOW)
+            threshold = fit_threshold(scores_of(fit, temperature, statistic), SHARE_BELOW)
             compared[statistic + suffix] = {
                 "threshold": round(threshold, 6),
                 "in_distribution_flagged": share_below(measure, temperature, threshold, statistic),
                 **{name: share_below(rows, temperature, threshold, statistic) for name, rows in unlike.items()},
             }
+    n_classes = fit.rows.shape[1]
+    if fit.inner is not None and np.bincount(labels, minlength=n_classes).min() >= FEATURE_MIN_FILES_PER_CLASS:
+        section = feature_familiarity(fit.inner, labels, n_classes, "fitting part")
+        threshold = section["threshold"]
+        compared[FEATURE_STATISTIC] = {
+            "threshold": round(threshold, 6),
+            "in_distribution_flagged": share_below(measure, 1.0, threshold, FEATURE_STATISTIC, section),
+            **{name: share_below(rows, 1.0, threshold, FEATURE_STATISTIC, section) for name, rows in unlike.items()},
+        }
     return {"temperature_fitted_here": fitted_temperature, "statistics": compared}
 
 
@@ -277,45 +322,50 @@ def measure_bundle(plan: Plan) -> dict[str, Any]:
     """The JSON object of one bundle (see the module docstring)."""
     shipped = Predictor.load(plan.shipped)
     measured = shipped if plan.measured == plan.shipped else Predictor.load(plan.measured)
-    fit_rows, fit_kept = raw_probabilities(measured, plan.fit[0])
-    measure_rows, _ = raw_probabilities(measured, plan.measure[0])
-    trust = trust_settings(shipped, fit_rows, plan.fit[1][fit_kept], plan.fit_description)
-    temperature, threshold = trust["temperature"], trust["threshold"]
-    in_share = share_below(measure_rows, temperature, threshold)
-    standard_error = float(np.sqrt(in_share * (1 - in_share) / max(len(measure_rows), 1)))
+    fit, measure = served(measured, plan.fit[0]), served(measured, plan.measure[0])
+    fit_labels = plan.fit[1][fit.kept]
+    trust = trust_settings(shipped, fit, fit_labels, plan.fit_description)
+    statistic, temperature, threshold = trust["statistic"], trust["temperature"], trust["threshold"]
+    gaussians = trust.pop("gaussians")
+    if statistic == FEATURE_STATISTIC and measured is not shipped and trust["threshold_source"] == "metadata":
+        raise ValueError(f"{plan.shipped.name}'s inner features are its own: measure it on files it never saw")
+    in_share = share_below(measure, temperature, threshold, statistic, gaussians)
+    standard_error = float(np.sqrt(in_share * (1 - in_share) / max(len(measure.rows), 1)))
     result: dict[str, Any] = {
-        "statistic": STATISTIC,
         **trust,
         "shipped_bundle": plan.shipped.name,
         "measured_run": None if measured is shipped else plan.measured.name,
         "in_distribution": {
             "data": plan.measure_description,
-            "files": len(measure_rows),
+            "files": len(measure.rows),
             "flagged": in_share,
             "standard_error": round(standard_error, 4),
-            "fitting_files": len(fit_rows),
+            "fitting_files": len(fit.rows),
         },
         "out_of_distribution": {},
         "targets": {"in_distribution_flagged_at_most": IN_DISTRIBUTION_TARGET},
         # a threshold fitted to flag 5 % of one sample flags 5 % of another give or take its sampling error
         "met": {"in_distribution": bool(in_share - 2 * standard_error <= IN_DISTRIBUTION_TARGET)},
     }
-    unlike_rows: dict[str, np.ndarray] = {}
+    unlike_outputs: dict[str, Served] = {}
     for name, (files, target) in plan.unlike.items():
-        rows, _ = raw_probabilities(shipped, files)
-        unlike_rows[name] = rows
-        entry: dict[str, Any] = {"files": len(rows), "flagged": share_below(rows, temperature, threshold)}
+        outputs = served(shipped, files)
+        unlike_outputs[name] = outputs
+        entry: dict[str, Any] = {
+            "files": len(outputs.rows),
+            "flagged": share_below(outputs, temperature, threshold, statistic, gaussians),
+        }
         if measured is not shipped:
-            run_rows, _ = raw_probabilities(measured, files)
-            entry["flagged_by_measured_run"] = share_below(run_rows, temperature, threshold)
-            unlike_rows[name] = run_rows  # alternatives compare statistics on one model: the measured one
-        if len(rows):  # the shipped bundle's most frequent answer to these inputs
-            entry["most_answered"] = shipped.class_names[int(np.bincount(rows.argmax(axis=1)).argmax())]
+            run_outputs = served(measured, files)
+            entry["flagged_by_measured_run"] = share_below(run_outputs, temperature, threshold, statistic, gaussians)
+            unlike_outputs[name] = run_outputs  # alternatives compare statistics on one model: the measured one
+        if len(outputs.rows):  # the shipped bundle's most frequent answer to these inputs
+            entry["most_answered"] = shipped.class_names[int(np.bincount(outputs.rows.argmax(axis=1)).argmax())]
         result["out_of_distribution"][name] = entry
         if target is not None:
             result["targets"][f"{name}_flagged_at_least"] = target
             result["met"][name] = bool(entry["flagged"] >= target)
-    result["alternatives"] = alternatives(fit_rows, plan.fit[1][fit_kept], measure_rows, unlike_rows)
+    result["alternatives"] = alternatives(fit, fit_labels, measure, unlike_outputs)
     return result
 
 

@@ -500,3 +500,38 @@ def test_configs_are_bounded_as_the_schema_is():
         AudioConfig(hop_length=1, clip_seconds=2.0)
     with pytest.raises(ValueError, match="image_size"):
         ImageConfig(image_size=(2000, 28))
+
+
+def test_a_familiarity_of_inner_features_must_fit_the_model_and_its_classes():
+    model_input = {"shape": np.array([1, 28, 28, 1]), "dtype": np.float32}
+    model_output = {"shape": np.array([1, 3]), "dtype": np.float32}
+    features = {"shape": np.array([1, 4]), "dtype": np.float32}
+    section = {
+        "statistic": "first_layer_mahalanobis",
+        "threshold": -10.0,
+        "class_means": [[0.0] * 4] * 3,
+        "whitening": [[1.0] * 4] * 4,
+    }
+    metadata = {"input_shape": [28, 28, 1], "class_names": list("abc"), "familiarity": section}
+    check_model_fits(metadata, [model_input], [model_output], "b", features)
+    for change, details, message in (
+        ({}, None, "familiarity describes the model's inner features, but b/model.tflite outputs probabilities only"),
+        ({"class_means": [[0.0] * 4] * 2}, features, "familiarity.class_means is"),
+        ({"class_means": [[0.0] * 5] * 3}, features, "expected 3 lists of 4 numbers (one per class)"),
+        ({"whitening": [[1.0] * 4] * 3}, features, "familiarity.whitening is"),
+        ({}, {**features, "shape": np.array([1, 4, 1])}, "features output of shape [1, 4, 1]"),
+    ):
+        with pytest.raises(BundleError, match=re.escape(message)):
+            check_model_fits(
+                {**metadata, "familiarity": {**section, **change}}, [model_input], [model_output], "b", details
+            )
+
+
+def test_the_schema_bounds_the_size_and_values_of_the_class_centres(tmp_path):
+    bundle = copy_bundle("mnist", tmp_path)
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    for value, message in (("centres", "familiarity.class_means is"), ([[float("nan")]], r"class_means\[0\]\[0\]")):
+        edited = {**metadata, "familiarity": {**metadata["familiarity"], "class_means": value}}
+        (bundle / "metadata.json").write_text(json.dumps(edited))
+        with pytest.raises(BundleError, match=message):
+            Predictor.load(bundle)

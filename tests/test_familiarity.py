@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.familiarity import STATISTIC, STATISTICS, familiarity_scores, fit_threshold, is_familiar
+from app.familiarity import (
+    SHRINKAGE,
+    STATISTIC,
+    STATISTICS,
+    familiarity_scores,
+    feature_scores,
+    fit_class_gaussians,
+    fit_threshold,
+    is_familiar,
+)
 from app.paths import PROJECT_ROOT
 
 
@@ -153,3 +162,58 @@ def test_familiarity_benchmark_fits_or_reads_thresholds(tmp_path, trained_models
     read = run_benchmark(familiarity, [*argv, "--bundles", "mnist"], capsys)["mnist"]
     assert read["threshold_source"] == "metadata" and read["threshold"] == 1.01
     assert read["in_distribution"]["flagged"] == 1.0  # no score reaches a threshold above 1
+
+
+# --- the inner features ----------------------------------------------------------------------------------------
+
+
+def gaussian_classes(rng: np.random.Generator, per_class: int, width: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(3 × per_class, width) features around three centres with correlated spread, and their labels."""
+    centres = np.array(
+        [np.full(width, 0.0), np.full(width, 6.0), np.r_[np.full(width // 2, 6.0), np.zeros(width // 2)]]
+    )
+    mixing = np.eye(width) + 0.5 * rng.standard_normal((width, width))
+    labels = np.repeat(np.arange(3), per_class)
+    return centres[labels] + rng.standard_normal((len(labels), width)) @ mixing, labels
+
+
+def test_the_whitening_makes_the_shrunk_shared_spread_round():
+    features, labels = gaussian_classes(np.random.default_rng(0), 2000)
+    gaussians = fit_class_gaussians(features, labels, 3)
+    means, whitening = np.asarray(gaussians["class_means"]), np.asarray(gaussians["whitening"])
+    assert means.shape == (3, 8) and whitening.shape == (8, 8)
+    for label in range(3):
+        np.testing.assert_allclose(means[label], features[labels == label].mean(axis=0), atol=1e-5)
+    centred = features - means[labels]
+    covariance = centred.T @ centred / len(features)
+    shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * np.trace(covariance) / 8 * np.eye(8)
+    np.testing.assert_allclose(whitening @ shrunk @ whitening.T, np.eye(8), atol=1e-3)
+    # the spread itself: about 1 along the wide directions (at most 1 / (1 − SHRINKAGE)), less along narrow ones
+    spread = np.linalg.eigvalsh(whitening @ covariance @ whitening.T)
+    assert spread.max() <= 1 / (1 - SHRINKAGE) + 1e-3 and spread.min() > 0
+
+
+def test_inputs_far_from_every_class_score_below_the_threshold_of_near_ones():
+    rng = np.random.default_rng(1)
+    features, labels = gaussian_classes(rng, 300)
+    gaussians = fit_class_gaussians(features[::2], labels[::2], 3)
+    held_out = feature_scores(features[1::2], gaussians)
+    threshold = fit_threshold(held_out, 0.05)
+    assert np.mean(held_out < threshold) == pytest.approx(0.05, abs=0.01)
+    strangers = rng.standard_normal((200, 8)) * 3 + 30.0  # another place altogether
+    assert np.mean(feature_scores(strangers, gaussians) < threshold) == 1.0
+    assert feature_scores(features[0], gaussians).shape == (1,)  # one row is one input
+    assert np.all(held_out <= 0)
+
+
+def test_the_class_centres_need_every_class_finite_features_and_one_width():
+    features, labels = gaussian_classes(np.random.default_rng(2), 20)
+    with pytest.raises(ValueError, match=r"classes \[3\] have none"):
+        fit_class_gaussians(features, labels, 4)
+    with pytest.raises(ValueError, match="expected finite features"):
+        fit_class_gaussians(np.where(features > 5, np.nan, features), labels, 3)
+    with pytest.raises(ValueError, match=r"expected \(n, d\) features and n labels"):
+        fit_class_gaussians(features, labels[:-1], 3)
+    gaussians = fit_class_gaussians(features, labels, 3)
+    with pytest.raises(ValueError, match="expected features of width 8"):
+        feature_scores(np.zeros((2, 5)), gaussians)

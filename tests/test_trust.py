@@ -18,6 +18,7 @@ from app.bundle import read_metadata
 from app.calibration import expected_calibration_error
 from app.datasets.digits import write_digits
 from app.errors import BundleError, DatasetError
+from app.evaluate import evaluate_bundle
 from app.hashing import file_digest
 from app.paths import PROJECT_ROOT
 from app.predict import Predictor
@@ -236,6 +237,55 @@ def test_calibrate_from_refuses_another_recipe_or_nothing_to_copy(tmp_path, caps
     assert "calibration" not in read_metadata(final)
 
 
+def test_with_enough_files_of_each_class_familiarity_is_a_distance_in_the_inner_features(tmp_path, capsys):
+    many = tmp_path / "many"
+    write_digits(many, limit_per_class=44)  # FEATURE_MIN_FILES_PER_CLASS and more of every digit
+    bundle = old_bundle(tmp_path / "bundle")
+    assert cli.main(["calibrate", str(bundle), str(many), "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    familiarity = read_metadata(bundle)["familiarity"]
+    assert summary["familiarity_statistic"] == familiarity["statistic"] == "first_layer_mahalanobis"
+    assert familiarity["files"] == 440 and familiarity["cross_fitted_folds"] == 5  # scored against the other folds
+    assert np.shape(familiarity["class_means"]) == (10, 64) and np.shape(familiarity["whitening"]) == (64, 64)
+    assert familiarity["share_below_on_fitted"] == pytest.approx(0.05, abs=0.01)
+
+    predictor = Predictor.load(bundle)
+    probabilities, inner = predictor.served(predictor.preprocess(one(tmp_path / "one.png")))
+    assert inner.shape == (64,) and probabilities.shape == (10,)
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    assessed = predictor.assess(noise)
+    assert assessed.familiar is False and assessed.familiarity_score < predictor.familiarity_threshold
+    with pytest.raises(ValueError, match="scores familiarity on the model's inner features; none were given"):
+        predictor.is_familiar(probabilities)
+
+    metrics = evaluate_bundle(bundle, many, progress=False)
+    assert metrics["familiarity"]["statistic"] == "first_layer_mahalanobis"
+    assert metrics["familiarity"]["share_below"] <= 0.05  # centres of all the files sit near them
+
+    final = old_bundle(tmp_path / "final")  # another model of the same recipe: the distances are not its own
+    assert cli.main(["calibrate", str(final), "--from", str(bundle)]) == 2
+    assert "measures distances in its own model's inner features" in capsys.readouterr().err
+
+
+def test_calibrate_fits_the_familiarity_statistic_asked_for_or_says_why_it_cannot(tmp_path, capsys):
+    from app.calibrate_bundle import FAMILIARITY_CHOICES, check_feature_statistic
+
+    with pytest.raises(SystemExit):
+        cli.main(["calibrate", "b", "d", "--familiarity", "energy"])
+    assert "(choose from " + ", ".join(f"'{choice}'" for choice in FAMILIARITY_CHOICES) + ")" in capsys.readouterr().err
+    many, few = tmp_path / "many", tmp_path / "few"
+    write_digits(many, limit_per_class=44)
+    write_digits(few, limit_per_class=5)
+    bundle = old_bundle(tmp_path / "bundle")
+    assert cli.main(["calibrate", str(bundle), str(many), "--familiarity", "max_score", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["familiarity_statistic"] == "max_score"
+    assert "class_means" not in read_metadata(bundle)["familiarity"]
+    assert cli.main(["calibrate", str(bundle), str(few), "--familiarity", "first_layer_mahalanobis", "-q"]) == 2
+    assert "is fitted on at least 40 files of every class; a class has 5 here" in capsys.readouterr().err
+    with pytest.raises(BundleError, match="outputs probabilities only, not the inner features"):
+        check_feature_statistic(bundle, None, np.arange(10), 10)
+
+
 def test_the_result_panel_shows_the_notice_above_the_bars_when_unfamiliar():
     panel = ResultPanel()
     predictions = [{"label": "4", "score": 0.6}, {"label": "9", "score": 0.3}]
@@ -284,3 +334,26 @@ def test_a_trained_bundle_carries_calibration_and_familiarity(tmp_path, capsys):
     small = dataclasses.replace(recipe, test_percent=10)  # a handful of test files: nothing fitted, still trains
     result = train(data, tmp_path / "small", train_config=small, progress=False, cache_dir=tmp_path / "cache")
     assert not set(TRUST_KEYS) & set(read_metadata(result.bundle))
+
+
+@pytest.mark.slow
+def test_a_bundle_trained_with_a_large_held_out_split_measures_familiarity_in_its_inner_features(tmp_path, capsys):
+    from app.config import TrainConfig
+    from app.training.train import train
+
+    data = make_shape_dataset(tmp_path / "shapes", per_class=180)
+    recipe = TrainConfig(epochs=3, batch_size=32, validation_percent=0, test_percent=50, learning_rate=3e-3)
+    result = train(data, tmp_path / "bundle", train_config=recipe, progress=False, cache_dir=tmp_path / "cache")
+    familiarity = read_metadata(result.bundle)["familiarity"]
+    assert familiarity["statistic"] == "first_layer_mahalanobis" and familiarity["fitted_on"] == "test"
+    assert np.shape(familiarity["class_means"]) == (3, 64) and np.shape(familiarity["whitening"]) == (64, 64)
+    assert 0.02 <= familiarity["share_below_on_fitted"] <= 0.08
+    # the distances the bundle serves are the ones training measured: its own files are mostly familiar
+    circles = sorted((data / "circle").iterdir())[:20]
+    assert cli.main(["predict", str(result.bundle), *map(str, circles)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(line["familiar"] for line in lines) >= 17
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(noise)
+    assert cli.main(["predict", str(result.bundle), str(noise)]) == 0
+    assert json.loads(capsys.readouterr().out)["familiar"] is False

@@ -1,5 +1,6 @@
-"""What a bundle ships: an uncompiled copy of the trained model (no optimizer state), its LiteRT flatbuffer with
-the largest difference between the two on the same inputs, and the files written into the bundle folder."""
+"""What a bundle ships: an uncompiled copy of the trained model (no optimizer state), its LiteRT flatbuffer (which
+also outputs the inner features app.familiarity reads; app.litert_outputs) with the largest difference in
+probability between the two on the same inputs, and the files written into the bundle folder."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from app.litert_outputs import served_outputs
 from app.logs import quiet_native_output
-from app.model import as_model_input, build_model, to_tflite
+from app.model import as_model_input, build_model, to_tflite, with_features_output
 from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
 from app.report import plot_report
 from app.training.fit import FittedModel
@@ -36,7 +38,7 @@ def export_model(fitted: FittedModel, parity_features: np.ndarray | ExampleRows)
     parity features."""
     serving_model = build_model(fitted.input_shape, fitted.n_classes, fitted.mean, fitted.variance)
     serving_model.set_weights(fitted.model.get_weights())  # uncompiled: the saved file carries no optimizer state
-    tflite_bytes = to_tflite(serving_model)
+    tflite_bytes = to_tflite(with_features_output(serving_model))
     inputs = as_model_input(parity_features[:PARITY_EXAMPLES]).astype(np.float32)
     return ExportedModel(serving_model, tflite_bytes, litert_parity(serving_model, tflite_bytes, inputs))
 
@@ -52,7 +54,7 @@ def litert_parity(model: keras.Model, tflite_bytes: bytes, inputs: np.ndarray) -
         interpreter.allocate_tensors()
     interpreter.set_tensor(input_index, inputs)
     interpreter.invoke()
-    litert = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    litert = interpreter.get_tensor(served_outputs(interpreter).probabilities["index"])
     return float(np.max(np.abs(litert - model.predict(inputs, verbose=0))))
 
 

@@ -63,6 +63,19 @@ def evaluated_split(metrics: dict[str, dict[str, Any]]) -> str | None:
     return next(iter(metrics), None)
 
 
+def inner_features_as_served(
+    model, features: np.ndarray, serving: dict[str, Any], preprocessing: AudioConfig | ImageConfig
+) -> np.ndarray:
+    """(n, width) inner features of the Keras model (app.model.with_features_output) for
+    (n, …) features, averaged over the serving views, as Predictor.served gives them from the bundle."""
+    from app.model import with_features_output
+
+    floor_db = preprocessing.floor_db if isinstance(preprocessing, AudioConfig) else 0.0
+    with_features = with_features_output(model)
+    views = input_views(as_model_input(features).astype(np.float32), serving, floor_db)
+    return np.mean([with_features.predict(view, verbose=0)[1] for view in views], axis=0)
+
+
 def predict_as_served(model, features: np.ndarray, serving: dict[str, Any], floor_db: float) -> np.ndarray:
     """(n, n_classes) probabilities of the Keras model for (n, …) features, averaged over the serving views, as
     the Predictor serves the bundle."""

@@ -123,9 +123,9 @@ def predict_into(
         predictor = get_predictor(bundle_dir)
         start = time.perf_counter()
         features = predictor.preprocess(source)
-        probabilities = predictor.predict_features(features)
+        probabilities, inner = predictor.served(features)
         predictions = predictor.postprocess(probabilities, top_k=TOP_K)
-        familiar = predictor.is_familiar(probabilities)  # None: the bundle has no familiarity threshold
+        familiar = predictor.is_familiar(probabilities, inner)  # None: the bundle has no familiarity threshold
         elapsed_ms = (time.perf_counter() - start) * 1000
         if predictor.kind == "audio":
             config = predictor.config

@@ -41,6 +41,21 @@ def fake_media_args(microphone: Path | None = None, camera: Path | None = None) 
     return args
 
 
+def write_code_notebook(path: Path, code: str) -> Path:
+    """A notebook (nbformat 4) of one code cell, `code`, for the python3 kernel, written to `path`."""
+    import json
+
+    notebook = {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "code", "metadata": {}, "outputs": [],
+                   "source": code}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+    path.write_text(json.dumps(notebook, indent=1))
+    return path
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as sock:

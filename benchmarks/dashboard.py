@@ -30,7 +30,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from app import paths  # noqa: E402
-from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, fake_media_args, start_voila, stop_process  # noqa: E402
+from benchmarks.browser_harness import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    fake_media_args,
+    start_voila,
+    stop_process,
+    write_code_notebook,
+)
 
 TIMEOUT_MS = 120_000
 # Click a button and resolve with the milliseconds until the result element changes.
@@ -77,18 +84,6 @@ def predict(_):
 button.on_click(predict)
 widgets.VBox([clips, button, result])
 """
-
-
-def write_naive_notebook(folder: Path, bundle: Path) -> Path:
-    """A one-cell notebook: TensorFlow, the Keras model, a dropdown of samples and Predict."""
-    import nbformat
-
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell(NAIVE_NOTEBOOK_CODE.format(bundle=str(bundle)))]
-    path = folder / "naive.ipynb"
-    nbformat.write(notebook, path)
-    return path
 
 
 def kernel_rss_mb(server: psutil.Process, kernel_id: str) -> float:
@@ -221,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             executable_path=CHROMIUM,
             args=[*CHROMIUM_ARGS, *fake_media_args(microphone=microphone_clip)],
         )
-        naive = write_naive_notebook(Path(folder), bundle)
+        naive = write_code_notebook(Path(folder) / "naive.ipynb", NAIVE_NOTEBOOK_CODE.format(bundle=str(bundle)))
         runs = (
             ("dashboard", measure_dashboard, {"log_path": Path(folder) / "voila.log"}),
             ("naive", measure_naive, {"notebook": naive, "log_path": Path(folder) / "naive.log", "cwd": Path(folder)}),

@@ -40,7 +40,7 @@ from urllib.request import urlopen
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process  # noqa: E402
+from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process, write_code_notebook  # noqa: E402
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -193,18 +193,6 @@ tab
 """
 
 
-def write_one_button_notebook(folder: Path) -> Path:
-    """A notebook whose page is one Predict button inside an `.onepipe-tab` box (ONE_BUTTON_CODE)."""
-    import nbformat
-
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell(ONE_BUTTON_CODE)]
-    path = folder / "one_button.ipynb"
-    nbformat.write(notebook, path)
-    return path
-
-
 def warm_visits(browser_factory, models_dir: Path, server: dict, visits: int) -> dict:
     """One visitor at a time on a warm pool, each in a fresh browser context: HTML arrival and Predict clickable,
     in the page's own clock."""
@@ -247,7 +235,7 @@ def measure_single(browser_factory, models_dir: Path, server: dict, visits: int,
     report = warm_visits(browser_factory, models_dir, server, visits)
     reference = {
         **server,
-        "notebook": write_one_button_notebook(scratch),
+        "notebook": write_code_notebook(scratch / "one_button.ipynb", ONE_BUTTON_CODE),
         "cwd": server.get("cwd", PROJECT_ROOT),  # the same voila.json
         "log_path": scratch / "one_button.log",
     }

@@ -48,7 +48,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from app import paths  # noqa: E402
-from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process  # noqa: E402
+from benchmarks.browser_harness import CHROMIUM, CHROMIUM_ARGS, start_voila, stop_process, write_code_notebook  # noqa: E402
 from benchmarks.load import PREDICT_CLICKABLE_JS, wait_until_quiet  # noqa: E402
 
 TIMEOUT_MS = 60_000
@@ -263,18 +263,6 @@ dashboard
 """
 
 
-def write_two_tab_notebook(folder: Path) -> Path:
-    """The dashboard without its Train tab, for comparison."""
-    import nbformat
-
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell(TWO_TABS_CODE)]
-    path = folder / "two_tabs.ipynb"
-    nbformat.write(notebook, path)
-    return path
-
-
 def browser_runs(models_dir: Path, loads: int, scratch: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -284,7 +272,10 @@ def browser_runs(models_dir: Path, loads: int, scratch: Path) -> dict:
     logs = {"three_tabs": scratch / "voila.log", "two_tabs": scratch / "voila-two-tabs.log"}
     process, url = start_voila(models_dir, log_path=logs["three_tabs"])
     two_tabs, two_tabs_url = start_voila(
-        models_dir, notebook=write_two_tab_notebook(scratch), log_path=logs["two_tabs"], cwd=PROJECT_ROOT
+        models_dir,
+        notebook=write_code_notebook(scratch / "two_tabs.ipynb", TWO_TABS_CODE),
+        log_path=logs["two_tabs"],
+        cwd=PROJECT_ROOT,
     )
     try:
         with sync_playwright() as playwright:

@@ -63,13 +63,32 @@ def evaluated_split(metrics: dict[str, dict[str, Any]]) -> str | None:
     return next(iter(metrics), None)
 
 
-def inner_features_as_served(
-    model, features: np.ndarray, serving: dict[str, Any], preprocessing: AudioConfig | ImageConfig
-) -> np.ndarray:
-    """(n, width) inner features of the Keras model (app.model.with_features_output) for
-    (n, …) features, averaged over the serving views, as Predictor.served gives them from the bundle."""
-    from app.model import with_features_output
+def held_out_inner_features(
+    model,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    split: str | None,
+    serving: dict[str, Any],
+    preprocessing: AudioConfig | ImageConfig,
+    kind: str,
+) -> np.ndarray | None:
+    """(n, width) inner features of the Keras model (app.model.with_features_output) for the files of `split`,
+    averaged over the serving views as Predictor.served gives them from the bundle; None when the familiarity
+    threshold cannot be of them (no split, a kind outside FEATURE_STATISTIC_KINDS, or fewer than
+    FEATURE_MIN_FILES_PER_CLASS files per class on average), so that nothing is computed for nothing.
 
+    Args:
+        model: the trained keras.Model; arrays: {split: ((n, …) features, (n,) labels)}, as split_arrays gives
+            them; split: the split the bundle reports (evaluated_split); serving: its "serving" metadata;
+            preprocessing: the run's AudioConfig or ImageConfig; kind: "audio" or "image".
+    """
+    from app.model import with_features_output
+    from app.training.trust import FEATURE_MIN_FILES_PER_CLASS, FEATURE_STATISTIC_KINDS
+
+    if split is None or kind not in FEATURE_STATISTIC_KINDS:
+        return None
+    features, labels = arrays[split]
+    if len(labels) < FEATURE_MIN_FILES_PER_CLASS * len(np.unique(labels)):
+        return None
     floor_db = preprocessing.floor_db if isinstance(preprocessing, AudioConfig) else 0.0
     with_features = with_features_output(model)
     views = input_views(as_model_input(features).astype(np.float32), serving, floor_db)

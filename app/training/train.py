@@ -50,19 +50,14 @@ from app.paths import METADATA_FILE
 from app.training.checkpoints import open_checkpoints, run_key
 from app.training.distribute import start_distribution
 from app.training.events import emit
-from app.training.held_out import (
-    evaluated_split,
-    held_out_metrics,
-    held_out_probabilities,
-    inner_features_as_served,
-)
+from app.training.held_out import evaluated_split, held_out_inner_features, held_out_metrics, held_out_probabilities
 from app.training.init_from import check_source
 from app.training.inputs import extract_to_store, held_out_arrays, split_examples
 from app.training.metadata import build_metadata
 from app.training.scan import check_out_dir, scan
 from app.training.splits import check_readable, split_files
 from app.training.training_set import build_training_set
-from app.training.trust import FEATURE_MIN_FILES_PER_CLASS, FEATURE_STATISTIC_KINDS, trust_on_held_out
+from app.training.trust import trust_on_held_out
 from app.views import serving_views
 
 logger = logging.getLogger(__name__)
@@ -163,13 +158,7 @@ def train(
     scored = held_out_probabilities(fitted.model, held_out, serving, preprocessing)
     metrics = held_out_metrics(scored, dataset.class_names)
     evaluated_on = evaluated_split(metrics)
-    inner = (
-        inner_features_as_served(fitted.model, held_out[evaluated_on][0], serving, preprocessing)
-        if evaluated_on
-        and dataset.kind in FEATURE_STATISTIC_KINDS
-        and len(scored[evaluated_on][1]) >= FEATURE_MIN_FILES_PER_CLASS * len(dataset.class_names)
-        else None
-    )
+    inner = held_out_inner_features(fitted.model, held_out, evaluated_on, serving, preprocessing, dataset.kind)
     trust = trust_on_held_out(scored, evaluated_on, inner)  # calibration and familiarity threshold, {} if too few
     emit("phase", phase="exporting")
     exported = export_model(fitted, held_out[evaluated_on][0] if evaluated_on else training_set.features)

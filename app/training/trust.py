@@ -73,7 +73,7 @@ def fit_trust(
         0–1), ece_by_chance (what a perfectly calibrated model would show on as many files; app.calibration) and
         "reliability" ({"before", "after"}: app.calibration.reliability_bins) for report.png;
         "familiarity": statistic, threshold, share_below_on_fitted (the share of the files it was fitted on below
-        it), fitted_on, files; for the feature statistic also class_means, whitening and centres_files.
+        it), fitted_on, files; for the feature statistic also class_means, whitening and cross_fitted_folds.
     """
     labels = np.asarray(labels, dtype=np.int64)
     temperature = fit_temperature(probabilities, labels)
@@ -115,8 +115,7 @@ def feature_familiarity(inner: np.ndarray, labels: np.ndarray, n_classes: int, f
     """The "familiarity" section of the feature statistic: class centres and whitening fitted on all the files
     (app.familiarity.fit_class_gaussians), and the threshold on cross-fitted scores: each of FOLDS folds (every
     FOLDS-th file of each class) scored against centres fitted on the other folds, so that the threshold is set on
-    distances of files the centres did not see. (Centres from all the files sit a little nearer to new files than
-    those from four fifths of them: the share of like inputs flagged comes out at SHARE_BELOW or a little under.)
+    distances of files the centres did not see, as new inputs will be.
 
     Args:
         inner: (n, width) inner features; labels: (n,) classes, every class at least FOLDS times; n_classes: the
@@ -151,7 +150,7 @@ def trust_on_held_out(
 
     Args:
         scored: {split: ((n, n_classes) served probabilities, (n,) labels)}, as held_out_probabilities gives them.
-        inner: (n, width) inner features of that split's files (held_out.inner_features_as_served), or None.
+        inner: (n, width) inner features of that split's files (held_out.held_out_inner_features), or None.
         split: the split the bundle reports (held_out.evaluated_split), None when it trained on every file.
     """
     if split is None:

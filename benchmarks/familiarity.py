@@ -5,14 +5,15 @@ Per bundle (each skipped, said on stderr, when its bundle or data is missing):
 
 - mnist: unseen = the validation split of mnist/ (thresholds are fitted on the test split, as training fits
   them); unlike = cifar10/, target ≥ 90 % flagged.
-- cifar10: unseen = a fixed sample of cifar10_train/, half to fit, half to measure; unlike = mnist/, ≥ 90 %.
+- cifar10: unseen = a fixed sample of the folder of cifar10/ and cifar10_train/ it did not train on, half to fit,
+  half to measure; unlike = mnist/, ≥ 90 %.
 - spoken-digits: unseen = the held-out speaker of a measured run (runs/digits-* or spoken-digits-*), half of
   the clips to fit, half to measure; unlike = Speech Commands clips of words that are not digits, ≥ 70 %
   (its `_silence_` noise is reported too).
 - speech-commands: unseen = the validation split of its measured run runs/speech-commands (the test split to
   fit); unlike = fsdd/ (spoken digits, which its `_unknown_` class partly covers): reported, no target.
 
-Bundles trained on every file of their folder (cifar10 excepted: cifar10_train/ is unseen) are measured on
+Bundles trained on every file of their folder (cifar10 excepted: the other CIFAR-10 folder is unseen) are measured on
 unseen files through their measured run (in `--runs-dir`, default runs/), the same recipe with files held out;
 the unlike shares are given for the shipped bundle (`flagged`) and for the measured run
 (`flagged_by_measured_run`).
@@ -161,8 +162,11 @@ def plan_mnist(models: Path, data: Path, runs: Path, limit: int, seed: int) -> P
 
 def plan_cifar10(models: Path, data: Path, runs: Path, limit: int, seed: int) -> Plan:
     shipped = models / "cifar10"
-    names = read_metadata(shipped)["class_names"]
-    dataset = find_dataset(data / "cifar10_train", "image", class_names=names)
+    metadata = read_metadata(shipped)
+    names = metadata["class_names"]
+    trained_on = Path((metadata.get("data") or {}).get("root") or "").name
+    unseen = "cifar10" if trained_on == "cifar10_train" else "cifar10_train"  # the folder it did not learn from
+    dataset = find_dataset(data / unseen, "image", class_names=names)
     chosen = sample(range(len(dataset.files)), 2 * limit, seed)
     pairs = [(names[dataset.labels[index]], dataset.files[index]) for index in chosen]
     fit, measure = halves(pairs)
@@ -171,8 +175,8 @@ def plan_cifar10(models: Path, data: Path, runs: Path, limit: int, seed: int) ->
         shipped,
         labelled(fit, names),
         labelled(measure, names),
-        f"{len(fit)} images of cifar10_train/",
-        f"{len(measure)} other images of cifar10_train/",
+        f"{len(fit)} images of {unseen}/",
+        f"{len(measure)} other images of {unseen}/",
         {"mnist": (sample(data_files(data / "mnist"), limit, seed), 0.90)},
     )
 

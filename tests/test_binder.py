@@ -173,7 +173,7 @@ def test_post_build_installs_the_package_settings_and_examples(workspace, reposi
     cifar = {folder.name: sorted(folder.glob("*.png")) for folder in (samples / "cifar10").iterdir() if folder.is_dir()}
     assert set(cifar) == set(binder.CIFAR10_CLASSES)
     assert all(
-        len(files) == SAMPLES_PER_CLASS and all(file.name.startswith("train-") for file in files)
+        len(files) == SAMPLES_PER_CLASS and all(file.name.startswith("test-") for file in files)
         for files in cifar.values()
     )
     speech = {

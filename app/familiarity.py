@@ -32,6 +32,7 @@ Example (a 3-class model; the threshold fitted on twenty held-out inputs it is s
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -160,12 +161,13 @@ def fit_class_gaussians(features: np.ndarray, labels: np.ndarray, n_classes: int
     }
 
 
-def feature_scores(features: np.ndarray, gaussians: dict[str, list]) -> np.ndarray:
+def feature_scores(features: np.ndarray, gaussians: dict[str, Any]) -> np.ndarray:
     """Minus the squared Mahalanobis distance of each input's inner features to the nearest class centre.
 
     Args:
         features: (n, d) the model's inner features (a single (d,) row is one input).
-        gaussians: fit_class_gaussians' "class_means" (n_classes, d) and "whitening" (d, d).
+        gaussians: fit_class_gaussians' "class_means" (n_classes, d) and "whitening" (d, d), as nested lists or
+            arrays.
 
     Returns:
         (n,) float64 scores ≤ 0, higher (nearer 0) = more like the training data.

@@ -111,8 +111,13 @@ class Predictor:
         self.temperature = float((metadata.get("calibration") or {}).get("temperature", 1.0))
         self.familiarity_threshold = familiarity_threshold(metadata, self.name)
         section = metadata.get("familiarity") or {}
-        # the class centres and whitening of the inner features when the threshold is of them; else None
-        self._gaussians = section if section.get("statistic") == familiarity.FEATURE_STATISTIC else None
+        # the class centres and whitening of the inner features when the threshold is of them, as arrays once
+        # here rather than from the metadata's lists at every prediction; else None
+        self._gaussians = (
+            {key: np.asarray(section[key], dtype=np.float64) for key in ("class_means", "whitening")}
+            if section.get("statistic") == familiarity.FEATURE_STATISTIC
+            else None
+        )
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> Predictor:
@@ -166,12 +171,11 @@ class Predictor:
         if self.kind == "audio" and batch.ndim == 3:
             batch = batch[..., None]
         views = input_views(batch, self.serving, self._floor_db)
-        outputs = self._forward(np.concatenate(views))
-        probabilities, inner = (output.reshape(len(views), len(batch), -1).mean(axis=0) for output in outputs)
+        raw, raw_inner = self._forward(np.concatenate(views))
+        probabilities = raw.reshape(len(views), len(batch), -1).mean(axis=0)  # the views' average
+        inner = None if raw_inner is None else raw_inner.reshape(len(views), len(batch), -1).mean(axis=0)
         if calibrated:
             probabilities = apply_temperature(probabilities, self.temperature)
-        if self._features_output is None:
-            inner = None
         return (probabilities[0], None if inner is None else inner[0]) if single else (probabilities, inner)
 
     def familiarity_scores(self, probabilities: np.ndarray, inner: np.ndarray | None) -> np.ndarray:
@@ -197,9 +201,9 @@ class Predictor:
         score = float(self.familiarity_scores(probabilities, inner)[0])
         return familiarity.is_familiar(score, self.familiarity_threshold)
 
-    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """One LiteRT call on a (batch, *input_shape) float32 array: (batch, n_classes) probabilities and the
-        (batch, width) inner features (the probabilities again for a model without them)."""
+        (batch, width) inner features (None for a model without them)."""
         if batch.shape[0] != self._batch_size:
             self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
             self._interpreter.allocate_tensors()
@@ -208,7 +212,7 @@ class Predictor:
         self._interpreter.invoke()
         probabilities = self._interpreter.get_tensor(self._output["index"]).copy()
         if self._features_output is None:
-            return probabilities, probabilities
+            return probabilities, None
         return probabilities, self._interpreter.get_tensor(self._features_output["index"]).copy()
 
     def postprocess(self, probabilities: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:

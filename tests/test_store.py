@@ -114,15 +114,15 @@ def test_blocks_hold_whole_cache_shards():
     assert all(not (a & b) for i, a in enumerate(shards) for b in shards[i + 1 :])
 
 
-def test_input_statistics_read_a_chunk_at_a_time_match_numpy(tmp_path):
-    from app.training.inputs import channel_statistics
+def test_channel_sums_read_a_chunk_at_a_time_match_numpy(tmp_path):
+    from app.training.inputs import channel_sums
 
     spectrograms = np.random.default_rng(4).uniform(-80, 0, size=(300, 97, 40)).astype(np.float32)
     with create_store(tmp_path / "s.npy", 300, (97, 40), np.float32) as writer:
         writer.write(0, spectrograms)
     sample = np.random.default_rng(0).permutation(300)[:200]
-    mean, variance = channel_statistics(open_store(tmp_path / "s.npy"), sample, chunk_rows=64)
-    expected = spectrograms[np.sort(sample)][..., None]  # as app.training.fit.input_statistics takes them
-    np.testing.assert_allclose(mean, expected.mean(axis=(0, 1, 2)), rtol=1e-5)
-    np.testing.assert_allclose(variance, expected.var(axis=(0, 1, 2)), rtol=1e-4)
-    assert mean.shape == variance.shape == (1,)
+    count, total, squares = channel_sums(open_store(tmp_path / "s.npy"), sample, chunk_rows=64)
+    expected = spectrograms[np.sort(sample)][..., None].astype(np.float64)  # as input_statistics takes them
+    assert count == expected.size and total.shape == squares.shape == (1,)
+    np.testing.assert_allclose(total, expected.sum(axis=(0, 1, 2)), rtol=1e-9)
+    np.testing.assert_allclose(squares, np.square(expected).sum(axis=(0, 1, 2)), rtol=1e-9)

@@ -3,8 +3,10 @@ per machine (tf.distribute.MultiWorkerMirroredStrategy, configured by the standa
 
 TensorFlow's engine does the work: variables are mirrored on every replica and gradients summed by its
 all-reduce. This module only reads where this process stands (its worker index, 0 being the chief that writes
-the bundle), starts the strategy, and sums a few numbers over the workers (the epoch's metrics). Workers are
-the cluster's `chief` task, if any, then its `worker` tasks, in TF_CONFIG's order.
+the bundle), starts the strategy, shares out the training files (each worker reads, varies and trains on its own
+share; every worker reads the few held-out files) and sums a few numbers over the workers (the epoch's metrics,
+the input statistics). Workers are the cluster's `chief` task, if any, then its `worker` tasks, in TF_CONFIG's
+order.
 
 Example:
     >>> from app.training.distribute import cluster_position
@@ -20,7 +22,7 @@ import contextlib
 import functools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,21 +82,22 @@ class Distribution:
             )
         return batch_size // self.replicas
 
-    def steps_per_epoch(self, examples: int, batch_size: int) -> int:
-        """Steps per epoch over `examples` training examples, `batch_size` per step in all. On one replica every
-        batch, the last one partial; on several, whole steps of the smallest worker's shard only, as every worker
-        must take the same number of steps (the examples left over, fewer than a step's, change every epoch).
+    def steps_per_epoch(self, fewest_examples: int, batch_size: int) -> int:
+        """Steps per epoch, `batch_size` examples per step in all, when the worker with the fewest training
+        examples holds `fewest_examples` (its own shard; in one process, every example). On one replica every
+        batch, the last one partial; on several, whole steps of that shard only, as every worker must take the same
+        number of steps (the examples left over, fewer than a step's, change every epoch).
 
         Raises:
             DatasetError: too few examples for one step on every worker.
         """
         if self.replicas == 1:
-            return max(1, -(-examples // batch_size))
-        steps = (examples // self.workers) // (self.per_replica_batch_size(batch_size) * self.local_replicas)
+            return max(1, -(-fewest_examples // batch_size))
+        steps = fewest_examples // (self.per_replica_batch_size(batch_size) * self.local_replicas)
         if steps == 0:
             raise DatasetError(
-                f"{examples} training examples are fewer than one step of {batch_size} over {self.replicas} "
-                "replicas; give a smaller --batch-size"
+                f"{fewest_examples} training examples on a worker are fewer than one step of {batch_size} over "
+                f"{self.replicas} replicas; give a smaller --batch-size"
             )
         return steps
 
@@ -106,6 +109,19 @@ class Distribution:
         if isinstance(rows, np.ndarray):
             return rows[self.worker_index :: self.workers]
         return ShardRows(rows, np.arange(self.worker_index, len(rows), self.workers))
+
+    def shard_files(self, indices: Sequence[int]) -> list[int]:
+        """This worker's share of a list of file indices, the files it alone reads and trains on: every
+        `workers`-th from its index (all of them in one process)."""
+        return list(indices)[self.worker_index :: self.workers]
+
+    def counts_over_workers(self, count: int) -> list[int]:
+        """Every worker's `count` (each passes its own), in worker order; every worker gets the same list."""
+        if self.workers == 1:
+            return [count]
+        share = np.zeros(self.workers)
+        share[self.worker_index] = count
+        return [round(value) for value in self.sum_over_workers(share)]
 
     def summary(self) -> dict[str, Any]:
         """{"strategy": kind, "workers": count, "replicas": count}, as metadata.json records it."""

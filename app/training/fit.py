@@ -35,7 +35,7 @@ from app.training.batches import Batches
 from app.training.checkpoints import CheckpointFolder
 from app.training.distribute import Distribution
 from app.training.init_from import TransferSource, transfer_layers
-from app.training.inputs import channel_statistics
+from app.training.inputs import channel_sums
 from app.training.loop import TrainingLoop
 from app.training.store import ExampleRows
 from app.training.training_set import TrainingSet
@@ -53,7 +53,9 @@ class FittedModel:
     n_classes: int
     mean: np.ndarray  # (channels,) of the training inputs
     variance: np.ndarray  # (channels,)
-    # Distribution.summary(): {"strategy": "none" | "mirrored" | "multi-worker", "workers": …, "replicas": …}
+    training_examples: int  # examples fitted on per epoch, over every worker
+    # Distribution.summary(): {"strategy": "none" | "mirrored" | "multi-worker", "workers": …, "replicas": …}, and
+    # on several workers "examples_per_worker": [count, …] in worker order
     distribution: dict[str, Any] = field(default_factory=lambda: Distribution().summary())
 
 
@@ -75,9 +77,10 @@ def fit_model(
     with weight_averaging). Seeded by train_config.seed: the same inputs give the same weights.
 
     Args:
-        distribution: where it trains (app.training.distribute; default: this process alone). Each worker trains
-            on its shard of the training examples and validates on its shard of the validation data; the
-            returned model is an ordinary one, outside any strategy.
+        distribution: where it trains (app.training.distribute; default: this process alone). On several workers,
+            `training_set` is this worker's own shard (made from its share of the files), and each validates on
+            its shard of the validation data; the input statistics come from every worker's shard. The returned
+            model is an ordinary one, outside any strategy.
         checkpoints: the run's checkpoint folder: a checkpoint after every epoch, and with `resume` the run
             continues from the last one. None: no checkpoints.
         source: a bundle checked by app.training.init_from.check_source whose layers the model starts from
@@ -87,17 +90,15 @@ def fit_model(
     features, labels = training_set.features, training_set.labels
     keras.utils.set_random_seed(train_config.seed)
     input_shape = as_model_input(features[:1]).shape[1:]
-    mean, variance = input_statistics(features, train_config.seed)
-    steps_per_epoch = distribution.steps_per_epoch(len(features), train_config.batch_size)
+    examples_per_worker = distribution.counts_over_workers(len(features))
+    mean, variance = input_statistics(features, train_config.seed, distribution)
+    steps_per_epoch = distribution.steps_per_epoch(min(examples_per_worker), train_config.batch_size)
     with distribution.current_strategy().scope():  # the variables mirrored on every replica
         model = build_model(input_shape, n_classes, mean, variance)
         transferred = transfer_layers(model, source) if source is not None else []
         optimizer = make_optimizer(train_config, steps=steps_per_epoch * train_config.epochs)
         optimizer.build(model.trainable_variables)
-    batches = Batches(
-        distribution.shard(features), distribution.shard(labels), n_classes,
-        worker_recipe(train_config, distribution), preprocessing,
-    )  # fmt: skip
+    batches = Batches(features, labels, n_classes, worker_recipe(train_config, distribution), preprocessing)
     if validation is not None:
         validation = distribution.shard(validation[0]), distribution.shard(validation[1])
     loop = TrainingLoop(
@@ -106,7 +107,10 @@ def fit_model(
     )  # fmt: skip
     history = loop.run(progress, checkpoints)
     model = ordinary_model(model, distribution)
-    return FittedModel(model, history, input_shape, n_classes, mean, variance, distribution.summary())
+    summary = distribution.summary()
+    if distribution.workers > 1:
+        summary["examples_per_worker"] = examples_per_worker
+    return FittedModel(model, history, input_shape, n_classes, mean, variance, sum(examples_per_worker), summary)
 
 
 def ordinary_model(model: keras.Model, distribution: Distribution) -> keras.Model:
@@ -129,12 +133,21 @@ def worker_recipe(train_config: TrainConfig, distribution: Distribution) -> Trai
     )
 
 
-def input_statistics(features: np.ndarray | ExampleRows, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def input_statistics(
+    features: np.ndarray | ExampleRows, seed: int, distribution: Distribution | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and variance, each (channels,), of the model inputs, from up to STATISTICS_SAMPLE
-    training examples drawn with the given seed."""
-    subset = np.random.default_rng(seed).permutation(len(features))[:STATISTICS_SAMPLE]
-    mean, variance = channel_statistics(features, subset)  # a chunk of rows in memory at a time
-    return mean, variance + 1e-6
+    training examples drawn with the given seed: on several workers, an equal share of them from each worker's
+    shard, their sums added over the workers, so that every worker normalises alike."""
+    distribution = distribution or Distribution()
+    sample = STATISTICS_SAMPLE // distribution.workers
+    subset = np.random.default_rng(seed + distribution.worker_index).permutation(len(features))[:sample]
+    count, total, squares = channel_sums(features, subset)  # a chunk of rows in memory at a time
+    summed = distribution.sum_over_workers(np.concatenate([[count], total, squares]))
+    count, (total, squares) = max(summed[0], 1.0), np.split(summed[1:], 2)
+    mean = total / count
+    variance = np.maximum(squares / count - mean**2, 0.0)
+    return mean.astype(np.float32), (variance + 1e-6).astype(np.float32)
 
 
 def make_optimizer(train_config: TrainConfig, steps: int) -> keras.optimizers.AdamW:

@@ -73,6 +73,15 @@ class StoredExtraction:
         kept = set(self.kept.tolist())
         return [key if index in kept else None for index, key in enumerate(self.keys)]
 
+    def of_files(self, positions: Sequence[int], files: int) -> StoredExtraction:
+        """This extraction of files[positions] (some of a list of `files` files) as one of the whole list: `kept`
+        indexes the whole list, and `keys` has None for the files that were not extracted."""
+        indices = np.asarray(positions, dtype=np.int64)
+        keys: list[str | None] = [None] * files
+        for position, key in zip(indices.tolist(), self.keys, strict=True):
+            keys[position] = key
+        return StoredExtraction(self.arrays, indices[self.kept], self.skipped, keys)
+
 
 def scratch_folder(cache_dir: Path | None) -> Path:
     """Where a run's scratch stores go: `scratch/` in the cache folder (their files have no name there)."""
@@ -193,19 +202,19 @@ def held_out_arrays(
     return {name: (np.asarray(arrays[name][0]), arrays[name][1]) for name in SPLITS_IN_MEMORY if name in arrays}
 
 
-def channel_statistics(
+def channel_sums(
     features: np.ndarray | ExampleRows, indices: np.ndarray, chunk_rows: int = STATISTICS_CHUNK_ROWS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and variance, each (channels,) float32, of the model inputs made from the rows `indices` of
-    (n, time, n_mels) spectrograms (one channel) or (n, height, width, channels) images, summed in float64 a chunk
-    of rows at a time: memory holds one chunk, however many rows are sampled.
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """(values, per-channel sum, per-channel sum of squares), the sums (channels,) float64, of the model inputs
+    made from the rows `indices` of (n, time, n_mels) spectrograms (one channel) or (n, height, width, channels)
+    images, a chunk of rows at a time: memory holds one chunk, however many rows are sampled.
 
     Example:
         >>> images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)  # (n, height, width, channels)
-        >>> mean, variance = channel_statistics(images, np.arange(2), chunk_rows=1)
-        >>> pixels = images.reshape(-1, 3)  # every pixel's three channels
-        >>> np.allclose(mean, pixels.mean(axis=0)), np.allclose(variance, pixels.var(axis=0))
-        (True, True)
+        >>> count, total, squares = channel_sums(images, np.arange(2), chunk_rows=1)
+        >>> pixels = images.reshape(-1, 3).astype(np.float64)  # every pixel's three channels
+        >>> count, np.allclose(total, pixels.sum(axis=0)), np.allclose(squares, (pixels**2).sum(axis=0))
+        (32, True, True)
     """
     channels = 1 if features.ndim == 3 else features.shape[-1]
     count, total, squares = 0, np.zeros(channels), np.zeros(channels)
@@ -214,8 +223,7 @@ def channel_statistics(
         count += len(values)
         total += values.sum(axis=0)
         squares += np.square(values).sum(axis=0)
-    mean = total / max(count, 1)
-    return mean.astype(np.float32), np.maximum(squares / max(count, 1) - mean**2, 0.0).astype(np.float32)
+    return count, total, squares
 
 
 def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:

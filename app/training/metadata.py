@@ -57,7 +57,8 @@ def build_metadata(
     """The metadata dict of a bundle named `name` (its folder's name).
 
     Args:
-        splits: file indices per split; skipped: (file, reason) of the files that could not be read.
+        splits: file indices per split; skipped: (file, reason) of the files that could not be read (on
+            several workers, of those the chief read).
         metrics: held_out_metrics(…); parity: the largest Keras–LiteRT difference in probability.
         seconds: wall time of the run so far.
         trust: the "calibration" and "familiarity" sections (app.training.trust), or {}/None when not fitted.
@@ -93,7 +94,7 @@ def build_metadata(
             "per_class": dataset.counts(),
             "split": {split: len(indices) for split, indices in splits.items()},
             "extra_training_data": training_set.extra_summary,
-            "augmented_training_examples": int(len(training_set.features)),
+            "augmented_training_examples": fitted.training_examples,  # over every worker
             "skipped": [{"file": file, "reason": reason} for file, reason in skipped],
             "other_kind_files": dataset.other_kind_files,
         },

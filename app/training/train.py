@@ -52,7 +52,7 @@ from app.training.distribute import start_distribution
 from app.training.events import emit
 from app.training.held_out import evaluated_split, held_out_inner_features, held_out_metrics, held_out_probabilities
 from app.training.init_from import check_source
-from app.training.inputs import extract_to_store, held_out_arrays, split_examples
+from app.training.inputs import StoredExtraction, extract_to_store, held_out_arrays, split_examples
 from app.training.metadata import build_metadata
 from app.training.scan import check_out_dir, scan
 from app.training.splits import check_readable, split_files
@@ -131,12 +131,13 @@ def train(
     )  # fmt: skip
     checkpoints = open_checkpoints(out_dir, resume, distribution.worker_index, key)  # refuses another run's
     emit("phase", phase="features", files=len(dataset.files), classes=list(dataset.class_names))
-    extraction = extract_to_store(dataset.files, preprocessing, cache_dir=cache_dir, progress=progress)
-    arrays = split_examples(extraction, splits, np.asarray(dataset.labels))  # training split: on disk
+    splits_read = {**splits, "train": distribution.shard_files(splits["train"])}  # every held-out file, on each
+    extraction = extract_files(dataset.files, splits_read, preprocessing, cache_dir, progress)
+    arrays = split_examples(extraction, splits_read, np.asarray(dataset.labels))  # training split: on disk
     check_readable(arrays, validating, dataset)
     training_set = build_training_set(
-        dataset, splits["train"], arrays["train"], preprocessing, train_config,
-        extra_train_dirs, extra_folder_classes, cache_dir, progress, extraction.readable_keys(),
+        dataset, splits_read["train"], arrays["train"], preprocessing, train_config, extra_train_dirs,
+        extra_folder_classes, cache_dir, progress, extraction.readable_keys(), distribution.shard_files,
     )  # fmt: skip
 
     emit("phase", phase="loading")
@@ -151,6 +152,7 @@ def train(
         distribution, checkpoints, source,
     )  # fmt: skip
     if not distribution.is_chief:  # the chief writes the bundle; this worker waits until it has, and is done
+        log_skipped(extraction.skipped, None)  # of its share of the training files, which the chief did not read
         checkpoints.finish(distribution)
         return TrainResult(out_dir, {"bundle": str(out_dir), "worker": distribution.worker_index, "written_by": 0})
     serving = serving_views(preprocessing, train_config)
@@ -179,11 +181,31 @@ def train(
     return TrainResult(bundle, summarise(bundle, metrics, splits))
 
 
-def log_skipped(skipped: Sequence[tuple[str, str]], listing: Path) -> None:
-    """Log the (file, reason) pairs of unreadable files, the first SKIPPED_LISTED of them, as one warning."""
+def extract_files(
+    files: Sequence[Path],
+    splits: dict[str, list[int]],
+    preprocessing: AudioConfig | ImageConfig,
+    cache_dir: Path | None,
+    progress: bool,
+) -> StoredExtraction:
+    """The features of the files the splits name (on several workers, this worker's share of the training split
+    and every held-out file), as an extraction of the whole list of `files`."""
+    positions = sorted({index for indices in splits.values() for index in indices})
+    if len(positions) == len(files):
+        return extract_to_store(files, preprocessing, cache_dir=cache_dir, progress=progress)
+    chosen = [files[position] for position in positions]
+    extraction = extract_to_store(chosen, preprocessing, cache_dir=cache_dir, progress=progress)
+    return extraction.of_files(positions, len(files))
+
+
+def log_skipped(skipped: Sequence[tuple[str, str]], listing: Path | None) -> None:
+    """Log the (file, reason) pairs of unreadable files, the first SKIPPED_LISTED of them, as one warning that
+    names the metadata listing them all (None: a worker's own files, listed nowhere else, all of them)."""
     if skipped:
-        lines = [f"skipped {len(skipped)} unreadable file(s); listed in {listing}:"]
-        lines += [f"  {file}: {reason}" for file, reason in skipped[:SKIPPED_LISTED]]
+        where = f"listed in {listing}" if listing is not None else "in this worker's share of the training files"
+        shown = skipped[:SKIPPED_LISTED] if listing is not None else skipped
+        lines = [f"skipped {len(skipped)} unreadable file(s); {where}:"]
+        lines += [f"  {file}: {reason}" for file, reason in shown]
         logger.warning("\n".join(lines))
 
 

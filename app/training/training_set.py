@@ -8,7 +8,7 @@ None of them is copied into one array: the training split and the extra folders 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ def build_training_set(
     cache_dir: Path | None,
     progress: bool,
     file_keys: Sequence[str | None] | None = None,
+    share: Callable[[Sequence[int]], list[int]] = list,
 ) -> TrainingSet:
     """The training split's (features, labels), then each extra training folder's (folders named otherwise
     read as the class `extra_folder_classes` gives), then the waveform variants.
@@ -53,6 +54,8 @@ def build_training_set(
         file_keys: the content key of each of dataset.files, None for the unreadable ones
             (app.training.inputs.StoredExtraction.readable_keys()), which name the variants' store; None reads the
             training clips again to learn them.
+        share: this worker's share of a list of file indices (app.training.distribute.Distribution.shard_files),
+            applied to each extra folder's files; `train_indices` is already its share of the training split.
 
     Raises:
         DatasetError: an extra folder has no class folder of the dataset's classes with files of its kind.
@@ -67,9 +70,12 @@ def build_training_set(
                 f"({first_names(dataset.class_names)}) "
                 f"with {dataset.kind} files"
             )
-        extraction = extract_to_store(extra.files, preprocessing, cache_dir=cache_dir, progress=progress)
+        mine = share(range(len(extra.files)))
+        extraction = extract_to_store(
+            [extra.files[index] for index in mine], preprocessing, cache_dir=cache_dir, progress=progress
+        )
         features.append(extraction.arrays)
-        labels.append(np.asarray(extra.labels, dtype=np.int64)[extraction.kept])
+        labels.append(np.asarray(extra.labels, dtype=np.int64)[mine][extraction.kept])
         extra_summary[str(Path(extra_dir).resolve())] = extra.counts()
     if isinstance(preprocessing, AudioConfig) and train_config.augment and train_config.augment_copies > 0:
         variants, variant_labels = variant_examples(

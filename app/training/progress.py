@@ -38,13 +38,15 @@ def progress_display(progress: bool) -> tuple[int, list[keras.callbacks.Callback
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Logs one INFO line per epoch: loss, accuracy and their validation values when present, the epoch's
-    seconds and the time left if every epoch runs (early stopping may end sooner). Within an epoch that runs long,
-    a line every INTERVAL_SECONDS (when the loop reports its batches): the share done, the running loss and
-    accuracy, the time left in the epoch."""
+    """Logs an INFO line as fitting starts (epochs, batches per epoch), then one per epoch: loss, accuracy and their
+    validation values when present, the epoch's seconds and the time left if every epoch runs (early stopping may
+    end sooner). Within an epoch that runs long, a line every INTERVAL_SECONDS (when the loop reports its
+    batches): the share done, the running loss and accuracy, the time left in the epoch."""
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.started = time.monotonic()
+        epochs, steps = self.params.get("epochs") or 1, self.params.get("steps") or 0
+        logger.info(describe_start(epochs, steps, self.params.get("initial_epoch", 0)))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_started = self.last_line = time.monotonic()
@@ -64,6 +66,17 @@ class EpochLog(keras.callbacks.Callback):
         remaining = (now - self.started) / max(1, run_here) * (epochs - epoch - 1)
         logger.info(describe_epoch(epoch, epochs, logs or {}, now - self.epoch_started, remaining))
         events.emit_epoch(epoch, epochs, logs or {}, now - self.epoch_started, remaining)
+
+
+def describe_start(epochs: int, steps: int, epochs_done: int) -> str:
+    """The line as fitting starts, `epochs_done` of `epochs` epochs of `steps` batches done before (a resumed run).
+
+    Example:
+        >>> describe_start(40, 17188, 0), describe_start(40, 389, 5)
+        ('fitting: 40 epochs of 17,188 batches', 'fitting: 40 epochs of 389 batches, from epoch 6')
+    """
+    line = f"fitting: {epochs} epochs of {steps:,} batches"
+    return f"{line}, from epoch {epochs_done + 1}" if epochs_done else line
 
 
 def describe_epoch(epoch: int, epochs: int, logs: dict[str, Any], seconds: float, remaining_seconds: float) -> str:

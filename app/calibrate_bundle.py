@@ -10,6 +10,7 @@ Where the files come from:
 - `--from OTHER`: OTHER's "calibration" and "familiarity" sections, when OTHER has the same kind, classes,
   preprocessing and serving views (how a final bundle trained on every file takes them from its measured run),
   and its familiarity threshold is of probabilities (one of inner features belongs to OTHER's own model).
+- `--from RUN RUN …`: fitted anew on the held-out files of several measured runs together (app.pooled_calibration).
 
 `--familiarity` chooses the threshold's statistic: by default, for pictures with enough files of every class and
 a model that outputs its inner features, the distance in those features (app.training.trust.feature_familiarity);
@@ -148,12 +149,12 @@ def unseen_files(metadata: dict[str, Any], data_dir: Path) -> tuple[list[Path], 
     return [dataset.files[i] for i in indices], labels, fitted_on
 
 
-def held_out_split(dataset: Dataset, metadata: dict[str, Any]) -> tuple[str, list[int]]:
-    """The split of the bundle's own training folder that training reported (test, else validation), recomputed
-    from the metadata's split settings, and its file indices; ("test", []) when every file trained."""
+def recorded_splits(dataset: Dataset, metadata: dict[str, Any]) -> dict[str, list[int]]:
+    """{"train", "validation", "test": file indices} of the bundle's own training folder, recomputed from the split
+    settings its metadata records."""
     training = metadata.get("training") or {}
     config = train_config_from_dict(training.get("config") or {})
-    splits = split_dataset(
+    return split_dataset(
         dataset,
         config.validation_percent,
         config.test_percent,
@@ -162,6 +163,12 @@ def held_out_split(dataset: Dataset, metadata: dict[str, Any]) -> tuple[str, lis
         tuple(config.validation_groups),
         tuple(config.test_groups),
     )
+
+
+def held_out_split(dataset: Dataset, metadata: dict[str, Any]) -> tuple[str, list[int]]:
+    """The split of the bundle's own training folder that training reported (test, else validation), recomputed
+    from the metadata's split settings, and its file indices; ("test", []) when every file trained."""
+    splits = recorded_splits(dataset, metadata)
     return next(((name, splits[name]) for name in HELD_OUT_SPLITS if splits[name]), (HELD_OUT_SPLITS[0], []))
 
 

@@ -339,18 +339,27 @@ def build_parser() -> argparse.ArgumentParser:
         "threshold below which an input is said to be unlike its training data, on labelled files the bundle did "
         "not train on, and write both into its metadata.json (the model files stay as they are). DATA_DIR is the "
         "bundle's own training folder (its held-out split is used) or another class-folder dataset; --from copies "
-        "them from a bundle of the same recipe instead. Prints one JSON line. Example: python -m app calibrate "
-        "models/my-model my_data",
+        "them from a bundle of the same recipe instead, or, given several, fits them on the held-out files of all "
+        "of them. Prints one JSON line. Example: python -m app calibrate models/my-model my_data",
     )
     calibrate.add_argument("bundle_dir", type=Path, help="the bundle to calibrate, e.g. models/my-model")
-    calibrate.add_argument("data_dir", type=Path, nargs="?", help="class-folder dataset: DATA_DIR/<class>/<file>")
+    calibrate.add_argument(
+        "data_dir",
+        type=Path,
+        nargs="?",
+        help="class-folder dataset: DATA_DIR/<class>/<file>; with several --from bundles, where the folder they "
+        "trained on is now (default: where they recorded it)",
+    )
     calibrate.add_argument(
         "--from",
-        dest="from_bundle",
+        dest="from_bundles",
         type=Path,
+        nargs="+",
         metavar="OTHER_BUNDLE",
         help="copy the calibration and threshold of OTHER_BUNDLE, of the same classes, kind and preprocessing "
-        "(e.g. the measured run of a bundle that trained on every file)",
+        "(e.g. the measured run of a bundle that trained on every file); given several such runs that held out "
+        "different files, fit them anew on all their held-out files, each scored by its own run, and report "
+        "ece_cross_fitted",
     )
     calibrate.add_argument(
         "--familiarity",
@@ -578,10 +587,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from app import calibrate_bundle
 
-    if (args.data_dir is None) == (args.from_bundle is None):
+    runs = args.from_bundles or []
+    if len(runs) > 1:
+        from app.pooled_calibration import calibrate_from_runs
+
+        if args.familiarity == "first_layer_mahalanobis":
+            raise InputError(
+                "--familiarity first_layer_mahalanobis measures one model's inner features, which runs do not share; "
+                "with several --from runs the threshold is on the top calibrated probability"
+            )
+
+        print(json.dumps(calibrate_from_runs(args.bundle_dir, runs, args.data_dir, progress=not args.quiet)))
+    elif (args.data_dir is None) == (not runs):
         raise InputError("expected DATA_DIR (labelled files the bundle did not train on) or --from OTHER_BUNDLE: one")
-    if args.from_bundle is not None:
-        print(json.dumps(calibrate_bundle.calibrate_from(args.bundle_dir, args.from_bundle)))
+    elif runs:
+        print(json.dumps(calibrate_bundle.calibrate_from(args.bundle_dir, runs[0])))
     else:
         summary = calibrate_bundle.calibrate_on_data(
             args.bundle_dir, args.data_dir, progress=not args.quiet, familiarity=args.familiarity

@@ -8,15 +8,16 @@ on: its validation and test split of that folder, recomputed with `app.class_fol
 bundle's metadata (training config: validation/test percent and split salt; group_pattern). `--split`
 chooses another part, and `--salt`, `--validation-percent`, `--test-percent`, `--group-pattern`
 override the metadata's values. The split is only honest when DATA_ROOT/<folder> holds the data the
-bundle was trained on (`same_data_as_training` in the output).
+bundle was trained on (`same_data_as_training` in the output); `extra_training_data` says the bundle learned
+from every file of the folder (as `--extra-train-data`), so no figure on it is unseen.
 
 `--as-recordings` (audio bundles) also scores each clip the way the microphone delivers it: placed at a
 random point in 2.5 s of quiet room noise, 15 dB quieter, at 48 kHz, through the WebM/Opus encoder
 browsers use, then decoded and windowed by the Predictor (`recording_accuracy` in the output).
 
 Usage:
-    python benchmarks/accuracy.py ../shared/data --held-out --as-recordings
-    python benchmarks/accuracy.py ../shared/data --split test --models-dir models
+    python benchmarks/accuracy.py DATA --held-out --as-recordings
+    python benchmarks/accuracy.py DATA --split test --models-dir models
 
 Prints {bundle: {accuracy, per_class, count, data, split, ...}}.
 """
@@ -90,6 +91,18 @@ def split_files(
     return [(dataset.class_names[dataset.labels[i]], dataset.files[i]) for i in indices]
 
 
+def training_overlap(metadata: dict[str, Any], data_dir: Path) -> dict[str, bool]:
+    """same_data_as_training: the bundle's recorded data root is data_dir (its split then says what it never saw);
+    extra_training_data: data_dir was among its --extra-train-data folders (it learned from every file of it)."""
+    recorded = metadata.get("data") or {}
+    here = data_dir.resolve()
+    root, extra = recorded.get("root"), recorded.get("extra_training_data") or {}
+    return {
+        "same_data_as_training": bool(root) and Path(root).resolve() == here,
+        "extra_training_data": any(Path(folder).resolve() == here for folder in extra),
+    }
+
+
 def link_subset(files: Sequence[tuple[str, Path]], root: Path) -> Path:
     """A class-folder tree of symbolic links to `files` (names kept), for evaluate_bundle."""
     for index, (class_name, path) in enumerate(files):
@@ -104,9 +117,7 @@ def evaluate_one(
 ) -> dict[str, Any]:
     """Metrics of one bundle on data_dir (or one split of it)."""
     metadata = read_metadata(bundle_dir)
-    trained_on = metadata.get("data", {}).get("root")
-    result: dict[str, Any] = {"data": str(data_dir), "split": split}
-    result["same_data_as_training"] = bool(trained_on) and Path(trained_on).resolve() == data_dir.resolve()
+    result: dict[str, Any] = {"data": str(data_dir), "split": split, **training_overlap(metadata, data_dir)}
     if split == "all":
         metrics = evaluate_bundle(bundle_dir, data_dir, progress=progress)
     else:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from accuracy import split_files, split_settings
+from accuracy import split_files, split_settings, training_overlap
 from PIL import Image
 
 from app.bundle import read_metadata
@@ -205,12 +205,11 @@ def run(
         runs.append({"seed": seed, "accuracy": accuracy_of(test_labels, predicted), "train_seconds": round(seconds, 1)})
     shipped = shipped_predictions(bundle_dir, [path for _, path in test_files])
     summary = summarise(test_labels, shipped, reference_predictions, target)
-    trained_on = metadata.get("data", {}).get("root")
     return {
         "data": str(data_dir),
         "bundle": str(bundle_dir),
         "split": split,
-        "same_data_as_training": bool(trained_on) and Path(trained_on).resolve() == data_dir.resolve(),
+        **training_overlap(metadata, data_dir),
         "split_settings": settings,
         "files": {"train": len(train_files), split: len(test_files)},
         "shipped": {

@@ -5,8 +5,8 @@ Per bundle (each skipped, said on stderr, when its bundle or data is missing):
 
 - mnist: unseen = the validation split of mnist/ (thresholds are fitted on the test split, as training fits
   them); unlike = cifar10/, target ≥ 90 % flagged.
-- cifar10: unseen = a fixed sample of the folder of cifar10/ and cifar10_train/ it did not train on, half to fit,
-  half to measure; unlike = mnist/, ≥ 90 %.
+- cifar10: unseen = a fixed sample of the folder of cifar10/ and cifar10_train/ it did not train on (of its own
+  held-out split when it trained on both), half to fit, half to measure; unlike = mnist/, ≥ 90 %.
 - spoken-digits: unseen = the held-out speaker of a measured run (runs/digits-* or spoken-digits-*), half of
   the clips to fit, half to measure; unlike = Speech Commands clips of words that are not digits, ≥ 70 %
   (its `_silence_` noise is reported too).
@@ -27,8 +27,8 @@ temperature fitted here on the fitting part, and the distance to the nearest cla
 features (`mahalanobis`, centres on every other fitting file, the threshold on the rest) where the model outputs
 them. Thresholds are only ever fitted on files like the training data.
 A threshold from metadata.json may have been fitted on the very files measured here (spoken-digits: its run's
-whole held-out speaker; cifar10 when fitted on cifar10_train/): the share is then about 5 % by construction, and
-`alternatives.statistics.max_score_calibrated` gives it for a threshold fitted on the other part.
+whole held-out speaker; cifar10 when fitted on the folder measured here): the share is then about 5 % by
+construction, and `alternatives.statistics.max_score_calibrated` gives it for a threshold fitted on the other part.
 
 Usage:
     python benchmarks/familiarity.py --data DATA   # holds speech_commands/ fsdd/ mnist/ cifar10/ cifar10_train/
@@ -127,7 +127,8 @@ def held_out_parts(bundle: Path, data_dir: Path) -> dict[str, list[tuple[str, Pa
 def measured_run(runs_dir: Path, prefixes: Sequence[str], shipped: Path) -> Path | None:
     """The measured run of `shipped`: a bundle in `runs_dir` whose name starts with one of `prefixes`, of the same
     recipe (app.calibrate_bundle.recipe_differences: kind, classes, preprocessing, views), with held-out files.
-    The one `shipped` copied its familiarity threshold from, if it is among them, else the newest; None if none."""
+    The one `shipped` copied its familiarity threshold from (or the first of those it was pooled from), if it is
+    among them, else the newest; None if none."""
     metadata = read_metadata(shipped)
     candidates = []
     for folder in sorted(runs_dir.glob("*")) if runs_dir.is_dir() else []:
@@ -140,8 +141,10 @@ def measured_run(runs_dir: Path, prefixes: Sequence[str], shipped: Path) -> Path
         split = (run_metadata.get("data") or {}).get("split") or {}
         if not recipe_differences(metadata, run_metadata) and (split.get("test") or split.get("validation")):
             candidates.append(((folder / "metadata.json").stat().st_mtime, folder))
-    copied_from = (metadata.get("familiarity") or {}).get("copied_from")
-    named = [folder for _, folder in candidates if folder.name == copied_from]
+    familiarity = metadata.get("familiarity") or {}
+    pooled_from = [Path(run).name for run in familiarity.get("pooled_from") or {}]
+    source = familiarity.get("copied_from") or next(iter(pooled_from), None)
+    named = [folder for _, folder in candidates if folder.name == source]
     return named[0] if named else (max(candidates)[1] if candidates else None)
 
 
@@ -164,19 +167,27 @@ def plan_cifar10(models: Path, data: Path, runs: Path, limit: int, seed: int) ->
     shipped = models / "cifar10"
     metadata = read_metadata(shipped)
     names = metadata["class_names"]
-    trained_on = Path((metadata.get("data") or {}).get("root") or "").name
+    recorded = metadata.get("data") or {}
+    trained_on = Path(recorded.get("root") or "").name
+    extra = {Path(folder).name for folder in recorded.get("extra_training_data") or {}}
     unseen = "cifar10" if trained_on == "cifar10_train" else "cifar10_train"  # the folder it did not learn from
-    dataset = find_dataset(data / unseen, "image", class_names=names)
-    chosen = sample(range(len(dataset.files)), 2 * limit, seed)
-    pairs = [(names[dataset.labels[index]], dataset.files[index]) for index in chosen]
+    if unseen in extra:  # it learned from both folders: its own held-out split is all it never saw
+        parts = held_out_parts(shipped, data / trained_on)
+        pairs = sample(parts["validation"] + parts["test"], 2 * limit, seed)
+        where = f"of the held-out split of {trained_on}/"
+    else:
+        dataset = find_dataset(data / unseen, "image", class_names=names)
+        chosen = sample(range(len(dataset.files)), 2 * limit, seed)
+        pairs = [(names[dataset.labels[index]], dataset.files[index]) for index in chosen]
+        where = f"of {unseen}/"
     fit, measure = halves(pairs)
     return Plan(
         shipped,
         shipped,
         labelled(fit, names),
         labelled(measure, names),
-        f"{len(fit)} images of {unseen}/",
-        f"{len(measure)} other images of {unseen}/",
+        f"{len(fit)} images {where}",
+        f"{len(measure)} other images {where}",
         {"mnist": (sample(data_files(data / "mnist"), limit, seed), 0.90)},
     )
 

@@ -77,6 +77,16 @@ def test_training_benchmark_on_generated_sets(capsys):
 
 
 @pytest.mark.slow
+def test_training_overlap_names_the_root_and_the_extra_folders(tmp_path):
+    accuracy = load_script("accuracy")
+    root, extra, other = (tmp_path / name for name in ("train", "test", "other"))
+    metadata = {"data": {"root": str(root), "extra_training_data": {str(extra): {"cat": 3}}}}
+    assert accuracy.training_overlap(metadata, root) == {"same_data_as_training": True, "extra_training_data": False}
+    assert accuracy.training_overlap(metadata, extra) == {"same_data_as_training": False, "extra_training_data": True}
+    assert accuracy.training_overlap(metadata, other) == {"same_data_as_training": False, "extra_training_data": False}
+    assert accuracy.training_overlap({}, other) == {"same_data_as_training": False, "extra_training_data": False}
+
+
 def test_accuracy_benchmark_all_and_held_out(tmp_path, trained_models, tone_dataset, capsys):
     accuracy = load_script("accuracy")
     models = tmp_path / "models"
@@ -92,6 +102,7 @@ def test_accuracy_benchmark_all_and_held_out(tmp_path, trained_models, tone_data
     assert digits["count"] == sum(1 for _ in tone_dataset.rglob("*.wav"))
     assert set(digits["per_class"]) == {"low", "mid", "high"}
     assert digits["same_data_as_training"] is True
+    assert digits["extra_training_data"] is False
 
     held_out = run_main(accuracy, [str(data_root), "--models-dir", str(models), "--held-out"], capsys)
     split = json.loads((models / "spoken-digits" / "metadata.json").read_text())["data"]["split"]

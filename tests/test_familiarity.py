@@ -217,3 +217,31 @@ def test_the_class_centres_need_every_class_finite_features_and_one_width():
     gaussians = fit_class_gaussians(features, labels, 3)
     with pytest.raises(ValueError, match="expected features of width 8"):
         feature_scores(np.zeros((2, 5)), gaussians)
+
+
+def test_cifar10_plan_measures_a_bundle_trained_on_both_folders_on_its_held_out_split(
+    tmp_path, trained_models, shape_dataset
+):
+    familiarity = load_benchmark()
+    models, data = tmp_path / "models", tmp_path / "data"
+    shutil.copytree(trained_models / "shapes", models / "cifar10")
+    data.mkdir()
+    (data / "cifar10_train").symlink_to(shape_dataset)
+    (data / "cifar10").symlink_to(shape_dataset / "circle", target_is_directory=True)  # any other folder
+    metadata_path = models / "cifar10" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["data"]["root"] = str(data / "cifar10_train")
+
+    metadata_path.write_text(json.dumps(metadata))
+    plan = familiarity.plan_cifar10(models, data, tmp_path / "runs", 100, 0)
+    assert "of cifar10/" in plan.fit_description  # it never saw the other folder: measured there
+
+    metadata["data"]["extra_training_data"] = {str(data / "cifar10"): {"circle": 1}}
+    metadata_path.write_text(json.dumps(metadata))
+    plan = familiarity.plan_cifar10(models, data, tmp_path / "runs", 100, 0)
+    held_out = familiarity.held_out_parts(models / "cifar10", data / "cifar10_train")
+    unseen = {path for _, path in held_out["validation"] + held_out["test"]}
+    assert "held-out split of cifar10_train/" in plan.fit_description
+    assert plan.fit[0] and plan.measure[0]
+    assert set(plan.fit[0]) | set(plan.measure[0]) == unseen
+    assert not set(plan.fit[0]) & set(plan.measure[0])

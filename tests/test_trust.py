@@ -237,6 +237,69 @@ def test_calibrate_from_refuses_another_recipe_or_nothing_to_copy(tmp_path, caps
     assert "calibration" not in read_metadata(final)
 
 
+def measured_run(folder: Path, data: Path, salt: str, held_out_percent: float = 25.0) -> Path:
+    """A copy of the shipped mnist bundle posing as a run that trained on `data` with files held out by `salt`."""
+
+    def change(metadata: dict) -> None:
+        metadata["data"]["root"] = str(data)
+        config = metadata["training"]["config"]
+        config.update(validation_percent=held_out_percent, test_percent=held_out_percent, split_salt=salt)
+        metadata["training"]["group_pattern"] = None
+
+    return edit(old_bundle(folder), change)
+
+
+def test_calibrate_from_several_runs_fits_on_all_their_held_out_files(tmp_path, digits, capsys):
+    from app.calibrate_bundle import recorded_splits
+    from app.class_folders import find_dataset
+
+    runs = [measured_run(tmp_path / f"run-{salt}", digits, salt) for salt in ("a", "b", "c")]
+    held_out = []
+    for run in runs:
+        splits = recorded_splits(find_dataset(digits, "image"), read_metadata(run))
+        held_out.append(len(splits["validation"]) + len(splits["test"]))
+    final = old_bundle(tmp_path / "final")
+    assert cli.main(["calibrate", str(final), "--from", *map(str, runs), "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    calibration, familiarity = read_metadata(final)["calibration"], read_metadata(final)["familiarity"]
+    assert summary["files"] == calibration["files"] == familiarity["files"] == sum(held_out) >= 60
+    assert calibration["pooled_from"] == familiarity["pooled_from"] == dict(zip(map(str, runs), held_out, strict=True))
+    assert calibration["fitted_on"] == "held-out files of " + ", ".join(map(str, runs))
+    assert 0.0 <= summary["ece_cross_fitted"] == calibration["ece_cross_fitted"] <= 1.0
+    assert familiarity["statistic"] == "max_score"  # inner features are each run's own
+    assert Predictor.load(final).temperature == summary["temperature"] > 0
+
+    moved = tmp_path / "moved"
+    shutil.copytree(digits, moved)
+    for run in runs:
+        edit(run, lambda metadata: metadata["data"].update(root=str(tmp_path / "gone")))
+    assert cli.main(["calibrate", str(final), "--from", *map(str, runs[:2]), "-q"]) == 2
+    assert "trained on" in (err := capsys.readouterr().err) and "gone, which is not there; name it" in err
+    assert cli.main(["calibrate", str(final), str(moved), "--from", *map(str, runs[:2]), "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == sum(held_out[:2])
+
+
+def test_calibrate_from_several_runs_refuses_what_cannot_be_pooled(tmp_path, digits, capsys):
+    final = old_bundle(tmp_path / "final")
+    run = measured_run(tmp_path / "run", digits, "a")
+    everything = measured_run(tmp_path / "everything", digits, "b", held_out_percent=0.0)
+    other = edit(
+        measured_run(tmp_path / "other", digits, "c"), lambda metadata: metadata.update(class_names=[*"abcdefghij"])
+    )
+    for runs, expected in (
+        ([run, run], "expected two or more different measured runs"),
+        ([run, final], "is the bundle itself"),
+        ([run, other], "is not of the same recipe as"),
+        ([run, everything], "trained on every file of"),
+    ):
+        assert cli.main(["calibrate", str(final), "--from", *map(str, runs), "-q"]) == 2
+        assert expected in capsys.readouterr().err
+    two = ["--from", str(run), str(tmp_path / "other" / "mnist"), "--familiarity", "first_layer_mahalanobis"]
+    assert cli.main(["calibrate", str(final), *two]) == 2
+    assert "measures one model's inner features, which runs do not share" in capsys.readouterr().err
+    assert "calibration" not in read_metadata(final)
+
+
 def test_with_enough_files_of_each_class_familiarity_is_a_distance_in_the_inner_features(tmp_path, capsys):
     many = tmp_path / "many"
     write_digits(many, limit_per_class=44)  # FEATURE_MIN_FILES_PER_CLASS and more of every digit

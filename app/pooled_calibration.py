@@ -58,7 +58,7 @@ def calibrate_from_runs(
     labels = np.concatenate([run_labels for _, run_labels in scored])
     if len(labels) < MIN_FILES:
         raise DatasetError(f"{len(labels)} readable held-out file(s) in all; calibration needs at least {MIN_FILES}")
-    fitted_on = "held-out files of " + ", ".join(map(str, runs))
+    fitted_on = f"held-out files of {len(runs)} measured runs"  # which ones: "pooled_from"
     sections = fit_trust(probabilities, labels, fitted_on)
     sections["calibration"]["ece_cross_fitted"] = cross_fitted_ece(scored)
     files_of_each = {str(run): len(run_labels) for run, (_, run_labels) in zip(runs, scored, strict=True)}

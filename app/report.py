@@ -15,9 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+TITLE_WIDTH = 48  # characters per line of the reliability diagram's title
 
 
 def plot_report(
@@ -99,9 +102,8 @@ def plot_reliability(axis, calibration: dict[str, Any]) -> None:
     axis.set_ylabel("accuracy")
     temperature = calibration.get("temperature")
     files = calibration.get("files")
-    axis.set_title(
-        f"Reliability on {calibration.get('fitted_on', 'held-out files')} ({files} files, T = {temperature})"
-    )
+    title = f"Reliability on {calibration.get('fitted_on', 'held-out files')} ({files} files, T = {temperature})"
+    axis.set_title("\n".join(textwrap.wrap(title, TITLE_WIDTH)), fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
 

@@ -16,9 +16,10 @@ run: every feature and variant is made), and prints one JSON line per N:
 - `longest_quiet_s`: the longest time between two lines of the run's output (its progress), `lines`;
 - `load_average` before and after: the computer may be shared.
 
-Recipes (`--recipe`): `speech` is the shipped speech-commands recipe (`--augment-copies 10 --subtract-band-mean`,
-every file trains: `--validation-percent 0 --test-percent 0`), `images` the shipped cifar10 one (`--image-size
-48x48 --horizontal-flip --weight-averaging`, every file trains); both for `--epochs 1`.
+Recipes (`--recipe`): `speech` is the speech-commands recipe but for its rooms (`--augment-copies 10
+--subtract-band-mean`, every file trains: `--validation-percent 0 --test-percent 0`), `images` the cifar10 one but
+for its `--rotation 0 --zoom 0` (`--image-size 48x48 --horizontal-flip --weight-averaging`, every file trains);
+both for `--epochs 1`. Neither difference changes what is held in memory.
 
 Usage:
     python benchmarks/scale.py SOURCE_DIR --sizes 10000 30000

@@ -313,7 +313,7 @@ def test_a_damaged_bundle_gives_a_message_and_the_others_keep_working(ui_models,
 def test_bundle_without_samples_says_how_to_get_them(dashboard):
     tab = dashboard.audio
     tab.picker.dropdown.value = "tones-bare"
-    assert "python -m app data samples" in tab.samples_hint.value
+    assert "put a few files of each class in the bundle's <code>samples/&lt;class&gt;/" in tab.samples_hint.value
     assert tab.predict_button.disabled and tab.class_dropdown.options == ()
     tab.picker.dropdown.value = "tones"
     assert tab.samples_hint.value == "" and not tab.predict_button.disabled
@@ -324,6 +324,9 @@ def test_the_samples_hint_suggests_the_smallest_download():
 
     assert "data download speech-commands-test --samples" in no_samples_hint("speech-commands")  # 112 MB, not 2.3 GB
     assert "data download fsdd --samples" in no_samples_hint("spoken-digits")
+    assert "python -m app data samples" in no_samples_hint("mnist")
+    cifar10 = no_samples_hint("cifar10")  # nothing can be made offline: only the download is offered
+    assert "data download cifar10 --samples" in cifar10 and "data samples" not in cifar10
 
 
 def test_no_models_at_all(tmp_path):

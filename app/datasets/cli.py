@@ -30,10 +30,10 @@ datasets:
   cifar10               CIFAR-10 python version (163 MB), cite Krizhevsky 2009
 
 Each becomes DIR/NAME/<class>/<file>. Interrupted downloads resume when run again.
-Dashboard samples: `download cifar10 --samples` keeps 4 CIFAR-10 test images per class (the
-shipped bundle trained on the training images, so it never saw them) in the project's
-data/samples/cifar10/<class>/, where the dashboard looks for them (CIFAR-10 has no offline
-substitute). Set ONEPIPE_DOWNLOAD_BASE_URL to use a mirror.
+Dashboard samples: `download cifar10 --samples` keeps 4 CIFAR-10 test images per class in the
+project's data/samples/cifar10/<class>/, where the dashboard looks for them (CIFAR-10 has no offline
+substitute; the shipped bundle learned from most of the test set too, so upload a photo of your own
+to test it). Set ONEPIPE_DOWNLOAD_BASE_URL to use a mirror.
 """
 
 
@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--samples",
         action="store_true",
         help="dashboard samples: keep a few files per class (4 unless --limit-per-class) in the project's "
-        "data/samples/<bundle>/ (mnist: training-set images, cifar10: test-set images, unseen by the shipped bundles)",
+        "data/samples/<bundle>/ (mnist: training-set images, which the shipped bundle never saw; cifar10: test-set "
+        "images)",
     )
     download_parser.add_argument(
         "--replace", action="store_true", help="replace a dataset folder an earlier download wrote"

@@ -347,8 +347,7 @@ DATASETS: dict[str, DatasetSource] = {
             _convert_cifar10,
             bundle="cifar10",
             licence="cite Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
-            # the shipped bundle trained on CIFAR-10's training set: its samples come from the test set (the default
-            # order), which it never saw
+            # samples come from the test set (the default order), which the shipped bundle also learned most of
             class_file_extension=".png",
         ),
     )
@@ -463,8 +462,9 @@ def download_samples(
     name: str, per_class: int = 4, base_url: str | None = None, progress: bool = True
 ) -> dict[str, int]:
     """Fetch a few files per class into DOWNLOADED_SAMPLES_DIR/<bundle>/ for the dashboard: for mnist, images of
-    its training set, and for cifar10 of its test set, the parts the shipped bundles never saw; for the speech
-    datasets, the first clips of each class, which the shipped bundles may have trained on.
+    its training set, which the shipped bundle never saw; for cifar10, of its test set, most of which the shipped
+    bundle learned from too; for the speech datasets, the first clips of each class, which the shipped bundles may
+    have trained on.
 
     For cifar10 (no honest offline sample exists) this is how the dashboard gets its examples.
     """

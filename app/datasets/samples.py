@@ -6,7 +6,7 @@
 - `mnist`: 28×28 light-on-dark PNGs of scikit-learn's handwritten digits (digits drawn with Pillow's
   bundled font only where it has too few).
 - `cifar10`: nothing can be made offline; `python -m app data download cifar10 --samples` puts a
-  few CIFAR-10 test images (unseen by the shipped bundle) in
+  few CIFAR-10 test images (most of the test set trained the shipped bundle too) in
   app.paths.DOWNLOADED_SAMPLES_DIR/cifar10/<class>/, where the dashboard looks.
 
 Only bundle folders that already exist get samples. Example (`write_samples()` writes into app.paths.MODELS_DIR):

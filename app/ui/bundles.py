@@ -107,14 +107,16 @@ def sample_files(info: BundleInfo) -> dict[str, list[Path]]:
 
 
 def no_samples_hint(bundle_name: str) -> str:
-    """How to get example files (HTML) for a bundle that has none."""
+    """How to get example files (HTML) for a bundle that has none: `data samples` where it makes them (the shipped
+    bundles but cifar10), a download where one has samples, else a samples folder of its own."""
     from app.datasets.download import DATASETS
+    from app.datasets.samples import SAMPLE_MAKERS
 
     dataset = next((name for name, source in DATASETS.items() if source.bundle == bundle_name), None)
-    download = (
-        f" or fetch real ones with <code>python -m app data download {dataset} --samples</code>" if dataset else ""
-    )
-    return (
-        f"No example files for <b>{html.escape(bundle_name)}</b> yet. Make them with "
-        f"<code>python -m app data samples</code>{download}; or upload your own file."
-    )
+    ways = ["make them with <code>python -m app data samples</code>"] if bundle_name in SAMPLE_MAKERS else []
+    if dataset:
+        ways.append(f"fetch real ones with <code>python -m app data download {dataset} --samples</code>")
+    if not ways:
+        folder = html.escape(f"{paths.SAMPLES_FOLDER}/<class>/")
+        ways.append(f"put a few files of each class in the bundle's <code>{folder}</code>")
+    return f"No example files for <b>{html.escape(bundle_name)}</b> yet: {' or '.join(ways)}; or upload your own file."

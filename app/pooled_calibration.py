@@ -88,7 +88,10 @@ def held_out_scores(run: Path, data_dir: Path | None, progress: bool) -> tuple[n
     recorded = (metadata.get("data") or {}).get("root")
     folder = data_dir or (Path(recorded) if recorded else None)
     if folder is None or not folder.is_dir():
-        raise DatasetError(f"{run} trained on {folder or 'a folder it did not record'}, which is not there; name it")
+        raise DatasetError(
+            f"{run} trained on {folder or 'a folder it did not record'}, which is not there; "
+            "give its folder as DATA_DIR"
+        )
     dataset = find_dataset(folder, metadata["kind"], class_names=list(metadata["class_names"]))
     splits = recorded_splits(dataset, metadata)
     indices = sorted(splits["validation"] + splits["test"])

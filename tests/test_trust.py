@@ -274,7 +274,7 @@ def test_calibrate_from_several_runs_fits_on_all_their_held_out_files(tmp_path, 
     for run in runs:
         edit(run, lambda metadata: metadata["data"].update(root=str(tmp_path / "gone")))
     assert cli.main(["calibrate", str(final), "--from", *map(str, runs[:2]), "-q"]) == 2
-    assert "trained on" in (err := capsys.readouterr().err) and "gone, which is not there; name it" in err
+    assert "gone, which is not there; give its folder as DATA_DIR" in capsys.readouterr().err
     assert cli.main(["calibrate", str(final), str(moved), "--from", *map(str, runs[:2]), "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["files"] == sum(held_out[:2])
 

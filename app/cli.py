@@ -24,7 +24,7 @@ from typing import Any
 
 from app.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioConfig, ImageConfig, TrainConfig
 from app.errors import InputError, OnePipeError
-from app.model import MIN_INPUT_SIZE
+from app.model import MIN_INPUT_SIZE, NETWORKS
 
 USAGE_ERROR = 2
 EXIT_CODES = """\
@@ -80,6 +80,7 @@ _sample_rate = _bounded(
     int, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE + 1, f"a rate in Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} such as 16000"
 )
 _clip_seconds = _bounded(float, 0.1, 30.0, "seconds from 0.1 to below 30 such as 1.0")
+_temperature = _bounded(float, 0.1, 100.0, "a temperature from 0.1 to below 100 such as 2")
 _learning_rate = _bounded(float, 1e-7, 10.0, "a positive rate below 10 such as 0.002")
 _mixup_alpha = _bounded(float, 0.0, 10.0, "a Beta distribution parameter from 0 to below 10 such as 0.2")
 _DEFAULTS = TrainConfig()  # what an option left out means, for the help texts
@@ -282,6 +283,32 @@ def build_parser() -> argparse.ArgumentParser:
         "preprocessing and input shape (refused otherwise)",
     )
     train.add_argument(
+        "--network",
+        choices=NETWORKS,
+        help="article: the CNN every shipped bundle is (two 32-filter convolutions, a 64-unit layer; default); "
+        "teacher: a larger network (six convolutions, about six times the work) whose bundle teaches the first "
+        "one through --distill-from",
+    )
+    train.add_argument(
+        "--distill-from",
+        type=Path,
+        metavar="BUNDLE",
+        help="mix what BUNDLE (trained with --network teacher) answers for each training example into its target: "
+        "a small network that underfits learns more from a larger one's answers than from the labels alone; BUNDLE "
+        "must have the same kind, classes and preprocessing (its image size may differ)",
+    )
+    train.add_argument(
+        "--distill-weight",
+        type=_probability,
+        help=f"with --distill-from: the teacher's share of each target (default {_DEFAULTS.distill_weight:g})",
+    )
+    train.add_argument(
+        "--distill-temperature",
+        type=_temperature,
+        help="with --distill-from: softens the teacher's answers, p to the power 1/T renormalised (default "
+        f"{_DEFAULTS.distill_temperature:g})",
+    )
+    train.add_argument(
         "--distribute",
         choices=("none", "mirrored", "multi-worker"),
         default="none",
@@ -436,6 +463,7 @@ def _train_and_report(args: argparse.Namespace) -> int:
         resume=args.resume,
         distribute=args.distribute,
         init_from=args.init_from,
+        distill_from=args.distill_from,
     )
     print(json.dumps(result.summary))  # the result on stdout; the run's messages are log lines on stderr
     return 0
@@ -507,6 +535,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         rotation_degrees=args.rotation,
         zoom=args.zoom,
         random_erasing=args.random_erasing,
+        network=args.network,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
     )
 
 

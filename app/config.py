@@ -170,6 +170,13 @@ class TrainConfig:
     # new ones learn); every layer trains after. Without --init-from it changes nothing. (Train tab, one speaker's
     # digits → other speakers: 5 gave a mean of 87.9 %, 0 gave 86.1 %, fixed throughout 83.5 %.)
     frozen_epochs: int = 5
+    # The network trained (app.model.NETWORKS): "article", the source article's CNN that every shipped bundle is, or
+    # "teacher", a larger one that only teaches it (--distill-from).
+    network: str = "article"
+    # With --distill-from: each training target is (1 − distill_weight) · label + distill_weight · the teacher's
+    # probabilities softened at distill_temperature (app.training.distill). Without it they change nothing.
+    distill_weight: float = 0.7
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("validation_groups", "test_groups"):

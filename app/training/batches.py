@@ -1,6 +1,6 @@
 """Training batches for Keras or a custom loop: shuffled every epoch, augmented as the recipe says
-(augmentation_policy), with one-hot targets. Imports Keras (a batch source is a `keras.utils.PyDataset`), so only
-the fitting step imports this module.
+(augmentation_policy), with one-hot targets, or targets mixed with a teacher's answers (app.training.distill).
+Imports Keras (a batch source is a `keras.utils.PyDataset`), so only the fitting step imports this module.
 
 The examples may be an array or rows on disk (app.training.store): a batch reads only its own rows. The data
 order comes from one generator, `rng` (seeded with `seed + 2`), which draws each epoch's permutation and a key
@@ -51,10 +51,14 @@ class Batches(keras.utils.PyDataset):
         n_classes: int,
         train_config: TrainConfig,
         preprocessing: AudioConfig | ImageConfig,
+        teacher_targets: np.ndarray | None = None,
     ) -> None:
-        """features: (n, …) as extracted, in memory or on disk; labels: (n,) class indices below n_classes."""
+        """features: (n, …) as extracted, in memory or on disk; labels: (n,) class indices below n_classes;
+        teacher_targets: None, or (n, n_classes) probabilities that make up train_config.distill_weight of each
+        target."""
         super().__init__()
         self.features, self.labels, self.n_classes = features, np.asarray(labels), n_classes
+        self.teacher_targets = teacher_targets
         self.train_config, self.preprocessing = train_config, preprocessing
         self.set_epoch(0)
 
@@ -74,6 +78,9 @@ class Batches(keras.utils.PyDataset):
         size = self.train_config.batch_size
         rows = self.order[index * size : (index + 1) * size]
         targets = np.eye(self.n_classes, dtype=np.float32)[self.labels[rows]]
+        if self.teacher_targets is not None:
+            weight = self.train_config.distill_weight
+            targets = (1 - weight) * targets + weight * self.teacher_targets[rows]
         rng = np.random.default_rng([self.train_config.seed, AUGMENT_STREAM, self.epoch_key, index])
         return augment_batch(rng, self.features[rows], targets, self.preprocessing, self.train_config)
 

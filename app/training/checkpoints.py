@@ -132,11 +132,13 @@ def run_key(
     extra_folder_classes: dict[str, str],
     distribution: Distribution,
     source: dict[str, Any] | None = None,
+    teacher: dict[str, Any] | None = None,
 ) -> str:
     """A SHA-256 hex key of what a run trains on and how: the data's files (paths, sizes, modification times),
     their split, the preprocessing, the recipe, the extra training folders (their paths), the distribution
     (its summary and this worker's index) and the bundle it starts from (`source`: its name, model sha256 and
-    layers taken, app.training.init_from; None: from scratch). Two runs with the same key continue one another."""
+    layers taken, app.training.init_from; None: from scratch) and the bundle that teaches it (`teacher`,
+    app.training.distill; None: none). Two runs with the same key continue one another."""
     files = [(str(path), *_size_and_time(path)) for path in dataset.files]
     parts = {
         "version": KEY_VERSION,
@@ -153,6 +155,8 @@ def run_key(
     }
     if source is not None:  # absent from scratch: the keys of such runs stay as they were
         parts["init_from"] = source
+    if teacher is not None:
+        parts["distilled_from"] = teacher
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

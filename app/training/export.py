@@ -14,7 +14,7 @@ import numpy as np
 
 from app.litert_outputs import served_outputs
 from app.logs import quiet_native_output
-from app.model import as_model_input, build_model, to_tflite, with_features_output
+from app.model import as_model_input, build_network, to_tflite, with_features_output
 from app.paths import KERAS_FILE, REPORT_FILE, TFLITE_FILE
 from app.report import plot_report
 from app.training.fit import FittedModel
@@ -36,7 +36,7 @@ class ExportedModel:
 def export_model(fitted: FittedModel, parity_features: np.ndarray | ExampleRows) -> ExportedModel:
     """The fitted weights in a fresh model and as LiteRT, compared on the first PARITY_EXAMPLES of the (n, …)
     parity features."""
-    serving_model = build_model(fitted.input_shape, fitted.n_classes, fitted.mean, fitted.variance)
+    serving_model = build_network(fitted.network, fitted.input_shape, fitted.n_classes, fitted.mean, fitted.variance)
     serving_model.set_weights(fitted.model.get_weights())  # uncompiled: the saved file carries no optimizer state
     tflite_bytes = to_tflite(with_features_output(serving_model))
     inputs = as_model_input(parity_features[:PARITY_EXAMPLES]).astype(np.float32)

@@ -30,9 +30,10 @@ import keras
 import numpy as np
 
 from app.config import AudioConfig, ImageConfig, TrainConfig
-from app.model import as_model_input, build_model
+from app.model import as_model_input, build_network
 from app.training.batches import Batches
 from app.training.checkpoints import CheckpointFolder
+from app.training.distill import Teacher, soft_targets
 from app.training.distribute import Distribution
 from app.training.init_from import TransferSource, transfer_layers
 from app.training.inputs import channel_sums
@@ -57,6 +58,7 @@ class FittedModel:
     # Distribution.summary(): {"strategy": "none" | "mirrored" | "multi-worker", "workers": …, "replicas": …}, and
     # on several workers "examples_per_worker": [count, …] in worker order
     distribution: dict[str, Any] = field(default_factory=lambda: Distribution().summary())
+    network: str = "article"  # app.model.NETWORKS
 
 
 def fit_model(
@@ -69,6 +71,7 @@ def fit_model(
     distribution: Distribution | None = None,
     checkpoints: CheckpointFolder | None = None,
     source: TransferSource | None = None,
+    teacher: Teacher | None = None,
 ) -> FittedModel:
     """Train a new CNN on the training set, with the recipe's batch augmentation.
 
@@ -85,6 +88,8 @@ def fit_model(
             continues from the last one. None: no checkpoints.
         source: a bundle checked by app.training.init_from.check_source whose layers the model starts from
             (fixed for train_config.frozen_epochs epochs); None: every layer starts at random.
+        teacher: a bundle checked by app.training.distill.check_teacher whose answers make up
+            train_config.distill_weight of each training target; None: the labels alone.
     """
     distribution = distribution or Distribution()
     features, labels = training_set.features, training_set.labels
@@ -94,11 +99,12 @@ def fit_model(
     mean, variance = input_statistics(features, train_config.seed, distribution)
     steps_per_epoch = distribution.steps_per_epoch(min(examples_per_worker), train_config.batch_size)
     with distribution.current_strategy().scope():  # the variables mirrored on every replica
-        model = build_model(input_shape, n_classes, mean, variance)
+        model = build_network(train_config.network, input_shape, n_classes, mean, variance)
         transferred = transfer_layers(model, source) if source is not None else []
         optimizer = make_optimizer(train_config, steps=steps_per_epoch * train_config.epochs)
         optimizer.build(model.trainable_variables)
-    batches = Batches(features, labels, n_classes, worker_recipe(train_config, distribution), preprocessing)
+    taught = soft_targets(teacher, features, labels, train_config, progress) if teacher is not None else None
+    batches = Batches(features, labels, n_classes, worker_recipe(train_config, distribution), preprocessing, taught)
     if validation is not None:
         validation = distribution.shard(validation[0]), distribution.shard(validation[1])
     loop = TrainingLoop(
@@ -110,7 +116,9 @@ def fit_model(
     summary = distribution.summary()
     if distribution.workers > 1:
         summary["examples_per_worker"] = examples_per_worker
-    return FittedModel(model, history, input_shape, n_classes, mean, variance, sum(examples_per_worker), summary)
+    return FittedModel(
+        model, history, input_shape, n_classes, mean, variance, sum(examples_per_worker), summary, train_config.network
+    )
 
 
 def ordinary_model(model: keras.Model, distribution: Distribution) -> keras.Model:

@@ -48,6 +48,7 @@ from app.bundle import write_bundle
 from app.config import AudioConfig, ImageConfig, TrainConfig
 from app.paths import METADATA_FILE
 from app.training.checkpoints import open_checkpoints, run_key
+from app.training.distill import check_teacher
 from app.training.distribute import start_distribution
 from app.training.events import emit
 from app.training.held_out import evaluated_split, held_out_inner_features, held_out_metrics, held_out_probabilities
@@ -90,6 +91,7 @@ def train(
     resume: bool = False,
     distribute: str = "none",
     init_from: str | Path | None = None,
+    distill_from: str | Path | None = None,
 ) -> TrainResult:
     """Train the CNN on `data_dir/<class>/<files>` and write a bundle to `out_dir`.
 
@@ -113,6 +115,9 @@ def train(
             see app.training.distribute. Only the chief (worker 0) writes the bundle.
         init_from: a bundle whose trained layers the model starts from (app.training.init_from; refused unless
             its kind, preprocessing and input shape are this run's); None: from scratch.
+        distill_from: a bundle (usually trained with network "teacher") whose answers make up part of each
+            training target (app.training.distill; refused unless its kind, classes and preprocessing but the image
+            size are this run's); None: the labels alone.
 
     Returns:
         The bundle folder and the run's summary (see TrainResult).
@@ -125,9 +130,13 @@ def train(
     dataset, preprocessing = scan(data_dir, kind, preprocessing, extra_folder_classes)
     splits, validating = split_files(dataset, train_config, group_pattern)
     source = check_source(init_from, dataset.kind, preprocessing) if init_from is not None else None
+    teacher = None
+    if distill_from is not None:
+        teacher = check_teacher(distill_from, dataset.kind, preprocessing, dataset.class_names)
+    taught_by = teacher.summary(train_config) if teacher else None
     key = run_key(
         dataset, splits, preprocessing, train_config, group_pattern, extra_train_dirs, extra_folder_classes,
-        distribution, source.summary() if source else None,
+        distribution, source.summary() if source else None, taught_by,
     )  # fmt: skip
     checkpoints = open_checkpoints(out_dir, resume, distribution.worker_index, key)  # refuses another run's
     emit("phase", phase="features", files=len(dataset.files), classes=list(dataset.class_names))
@@ -149,7 +158,7 @@ def train(
     emit("phase", phase="fitting", epochs=train_config.epochs, examples=len(training_set.features))
     fitted = fit_model(
         training_set, validation, len(dataset.class_names), preprocessing, train_config, progress,
-        distribution, checkpoints, source,
+        distribution, checkpoints, source, teacher,
     )  # fmt: skip
     if not distribution.is_chief:  # the chief writes the bundle; this worker waits until it has, and is done
         log_skipped(extraction.skipped, None)  # of its share of the training files, which the chief did not read
@@ -171,6 +180,7 @@ def train(
         trust=trust, seconds=time.time() - started,
     )  # fmt: skip
     metadata["training"]["init_from"] = source.summary() if source else None  # the bundle it started from
+    metadata["training"]["distilled_from"] = taught_by  # the bundle that taught it
     emit("phase", phase="saving")
     write_files = partial(
         write_model_files, exported, fitted.history, metrics, dataset.class_names, calibration=trust.get("calibration")

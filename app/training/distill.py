@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from app.bundle import read_metadata, verify_file
 from app.config import AudioConfig, ImageConfig, TrainConfig, preprocessing_from_metadata
-from app.errors import BundleError, InputError
+from app.errors import InputError
 from app.paths import KERAS_FILE
 from app.step_progress import step_progress
-from app.training.init_from import TransferSource, load_donor, preprocessing_differences
+from app.training.init_from import TransferSource, load_donor, preprocessing_differences, read_model_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +81,7 @@ def check_teacher(
     """
     bundle_dir = Path(bundle_dir)
     option = f"--distill-from {bundle_dir}"
-    try:
-        metadata = read_metadata(bundle_dir)
-        verify_file(bundle_dir, metadata, KERAS_FILE)
-    except BundleError as error:
-        raise InputError(f"{option}: {error}") from None
-    if metadata["kind"] != kind:
-        raise InputError(f"{option}: it is a model of {metadata['kind']} data and this run trains on {kind}")
+    metadata = read_model_bundle(bundle_dir, "--distill-from", kind)
     if list(metadata["class_names"]) != list(class_names):
         raise InputError(
             f"{option}: its classes are {', '.join(metadata['class_names'])}; this run's are {', '.join(class_names)} "

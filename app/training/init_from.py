@@ -79,16 +79,7 @@ def check_source(bundle_dir: str | Path, kind: str, preprocessing: AudioConfig |
             difference and the option that sets it).
     """
     bundle_dir = Path(bundle_dir)
-    try:
-        metadata = read_metadata(bundle_dir)
-        verify_file(bundle_dir, metadata, KERAS_FILE)
-    except BundleError as error:
-        raise InputError(f"--init-from {bundle_dir}: {error}") from None
-    if metadata["kind"] != kind:
-        raise InputError(
-            f"--init-from {bundle_dir}: it is a model of {metadata['kind']} data and this run trains on {kind}; "
-            f"start from a bundle of {kind}"
-        )
+    metadata = read_model_bundle(bundle_dir, "--init-from", kind)
     donor = preprocessing_from_metadata(metadata)
     if preprocessing is not None:
         differences = preprocessing_differences(donor, preprocessing)
@@ -108,6 +99,26 @@ def check_source(bundle_dir: str | Path, kind: str, preprocessing: AudioConfig |
         model_sha256=str(metadata["files"][KERAS_FILE]),
         input_shape=tuple(int(side) for side in metadata["input_shape"]),
     )
+
+
+def read_model_bundle(bundle_dir: Path, option: str, kind: str) -> dict[str, Any]:
+    """The metadata of the bundle an option names (--init-from, --distill-from), once its model.keras matches the
+    sha256 the metadata records and its kind is the run's.
+
+    Raises:
+        InputError: "OPTION BUNDLE: …" saying what is wrong.
+    """
+    try:
+        metadata = read_metadata(bundle_dir)
+        verify_file(bundle_dir, metadata, KERAS_FILE)
+    except BundleError as error:
+        raise InputError(f"{option} {bundle_dir}: {error}") from None
+    if metadata["kind"] != kind:
+        raise InputError(
+            f"{option} {bundle_dir}: it is a model of {metadata['kind']} data and this run trains on {kind}; "
+            f"name a bundle of {kind}"
+        )
+    return metadata
 
 
 def preprocessing_differences(donor: AudioConfig | ImageConfig, run: AudioConfig | ImageConfig) -> list[str]:

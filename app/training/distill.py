@@ -38,7 +38,7 @@ from app.config import AudioConfig, ImageConfig, TrainConfig, preprocessing_from
 from app.errors import InputError
 from app.paths import KERAS_FILE
 from app.step_progress import step_progress
-from app.training.init_from import TransferSource, load_donor, preprocessing_differences, read_model_bundle
+from app.training.init_from import load_checked_model, preprocessing_differences, read_model_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def soft_targets(
 
     from app.model import as_model_input
 
-    model = load_donor(TransferSource(teacher.bundle, teacher.name, teacher.model_sha256, teacher.input_shape))
+    model = load_checked_model(teacher.bundle, teacher.model_sha256, "--distill-from")
     height, width = teacher.input_shape[:2]
     parts = []
     with step_progress(len(features), "teacher", "example", enabled=progress) as bar:
@@ -132,7 +132,7 @@ def soft_targets(
             if inputs.shape[1:3] != (height, width):
                 inputs = tf.image.resize(inputs, (height, width), antialias=True).numpy()
             probabilities = model.predict(inputs, verbose=0, batch_size=256)
-            if train_config.horizontal_flip and inputs.ndim == 4 and inputs.shape[-1] in (1, 3):
+            if train_config.horizontal_flip:  # images only: the mirror along the width
                 probabilities = (probabilities + model.predict(inputs[:, :, ::-1], verbose=0, batch_size=256)) / 2
             parts.append(soften(probabilities, train_config.distill_temperature))
             bar.update(len(inputs))

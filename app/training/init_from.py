@@ -175,21 +175,31 @@ def transfer_layers(model: keras.Model, source: TransferSource) -> list[keras.la
 
 def load_donor(source: TransferSource) -> keras.Model:
     """The donor's Keras model, from a private copy of its model.keras whose bytes match source.model_sha256."""
+    return load_checked_model(source.bundle, source.model_sha256, "--init-from")
+
+
+def load_checked_model(bundle: Path, model_sha256: str, option: str) -> keras.Model:
+    """The Keras model of the bundle an option names (--init-from, --distill-from), from a private copy of its
+    model.keras whose bytes match `model_sha256`, loaded with Keras' safe_mode.
+
+    Raises:
+        InputError: "OPTION BUNDLE: …": the file cannot be read, changed since it was checked, or is no model.
+    """
     import keras
 
-    path = source.bundle / KERAS_FILE
-    with tempfile.TemporaryDirectory(prefix="onepipe-init-from-") as scratch:
+    path = bundle / KERAS_FILE
+    with tempfile.TemporaryDirectory(prefix="onepipe-bundle-model-") as scratch:
         copy = Path(scratch) / KERAS_FILE
         try:
-            copy.write_bytes(path.read_bytes())  # verify_file bounded its size in check_source
+            copy.write_bytes(path.read_bytes())  # read_model_bundle's verify_file bounded its size
         except OSError as error:
-            raise InputError(f"--init-from {source.bundle}: {path} cannot be read ({error})") from None
-        if file_digest(copy) != source.model_sha256:
-            raise InputError(f"--init-from {source.bundle}: {path} changed after it was checked; try again")
+            raise InputError(f"{option} {bundle}: {path} cannot be read ({error})") from None
+        if file_digest(copy) != model_sha256:
+            raise InputError(f"{option} {bundle}: {path} changed after it was checked; try again")
         try:
             return keras.saving.load_model(copy, compile=False, safe_mode=True)
         except Exception as error:  # Keras raises many kinds for a damaged or foreign file
-            raise InputError(f"--init-from {source.bundle}: {path} is not a model Keras can load ({error})") from None
+            raise InputError(f"{option} {bundle}: {path} is not a model Keras can load ({error})") from None
 
 
 def _nth_layer(model: keras.Model, kind: str, index: int) -> Any:

@@ -230,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--zoom", type=_warp_fraction, metavar="FRACTION", help="images: largest random scaling ±FRACTION (default 0.1)"
     )
     train.add_argument(
+        "--translation",
+        type=_warp_fraction,
+        metavar="FRACTION",
+        help="images: largest random move, as a fraction of the size in each direction (default 0.125)",
+    )
+    train.add_argument(
         "--random-erasing",
         type=_probability,
         metavar="P",
@@ -482,6 +488,7 @@ KIND_OPTIONS = {
         "horizontal_flip": "--horizontal-flip",
         "rotation": "--rotation",
         "zoom": "--zoom",
+        "translation": "--translation",
         "random_erasing": "--random-erasing",
     },
 }
@@ -534,6 +541,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         horizontal_flip=True if args.horizontal_flip else None,
         rotation_degrees=args.rotation,
         zoom=args.zoom,
+        translation=args.translation,
         random_erasing=args.random_erasing,
         network=args.network,
         distill_weight=args.distill_weight,

@@ -150,6 +150,7 @@ class TrainConfig:
     horizontal_flip: bool = False  # images only: for natural photos, not for digits or text
     rotation_degrees: float = 10.0  # images: largest random rotation of the training jitter
     zoom: float = 0.1  # images: largest relative random scaling of the training jitter
+    translation: float = 0.125  # images: largest random move of the training jitter, as a share of the size
     random_erasing: float = 0.0  # images: share of training images with one random patch filled with noise
     label_smoothing: float = 0.05
     # Real background noise for audio variants: also mix in training clips of a `_silence_` class

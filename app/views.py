@@ -30,7 +30,8 @@ from app.paths import METADATA_FILE
 def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainConfig) -> dict[str, Any]:
     """The bundle's `serving` metadata: which views of an input are averaged, all within the training
     augmentation. An audio clip shifted in time (training shifts spectrograms by up to a tenth of the
-    window); an image moved a few pixels, and both its mirrors when trained on mirrors."""
+    window); an image moved a few pixels (no further than its training moves), and both its mirrors when trained
+    on mirrors."""
     augmented = train_config.augment
     if isinstance(preprocessing, AudioConfig):
         shifts = serving_time_shifts(preprocessing) if augmented else []
@@ -38,7 +39,7 @@ def serving_views(preprocessing: AudioConfig | ImageConfig, train_config: TrainC
     return {
         "average_mirrored": augmented and train_config.horizontal_flip,
         "time_shift_frames": [],
-        "pixel_shifts": serving_pixel_shifts(preprocessing) if augmented else [],
+        "pixel_shifts": serving_pixel_shifts(preprocessing, train_config.translation) if augmented else [],
     }
 
 
@@ -102,10 +103,14 @@ def shift_frames(spectrograms: np.ndarray, shift: int, floor_db: float) -> np.nd
     return shift_with_fill(spectrograms, shift, floor_db, axis=1)
 
 
-def serving_pixel_shifts(config: ImageConfig) -> list[list[int]]:
+def serving_pixel_shifts(config: ImageConfig, translation: float = 0.125) -> list[list[int]]:
     """[dy, dx] moves whose answers a trained image bundle averages with the unmoved image's: 1/16 of the
-    smaller side up, down, left, right and diagonally (the 3 × 3 grid around the image)."""
-    step = max(1, round(min(config.image_size) / 16))
+    smaller side up, down, left, right and diagonally (the 3 × 3 grid around the image), but no more whole
+    pixels than training moved its images (`translation` × the side); none when that is less than one."""
+    side = min(config.image_size)
+    step = min(max(1, round(side / 16)), int(translation * side))
+    if step < 1:
+        return []
     return [[step, 0], [-step, 0], [0, step], [0, -step], [step, step], [step, -step], [-step, step], [-step, -step]]
 
 

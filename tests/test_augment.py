@@ -130,6 +130,23 @@ def test_image_jitter_scales_only_when_asked_to():
     assert max(abs(float(z.sum()) - 25.0) for z in zoomed) > 2.0  # scaled by up to ±30 %
 
 
+def test_image_jitter_moves_as_far_as_the_translation_says():
+    image = np.zeros((1, 33, 33, 1), dtype=np.float32)
+    image[0, 16, 16] = 1.0  # one bright pixel in the middle
+
+    def largest_move(translation: float) -> int:
+        moves = []
+        for seed in range(40):
+            moved = jitter_images(np.random.default_rng(seed), image, False, 0.0, 0.0, translation)[0, :, :, 0]
+            rows, columns = np.nonzero(moved > 0.25)  # the pixel, spread over its neighbours when moved by a fraction
+            moves.append(int(max(np.abs(rows - 16).max(), np.abs(columns - 16).max())))
+        return max(moves)
+
+    np.testing.assert_array_equal(jitter_images(np.random.default_rng(0), image, False, 0.0, 0.0, 0.0), image)
+    assert 2 <= largest_move(1 / 11) <= 3  # up to 3 pixels of 33
+    assert 6 <= largest_move(0.25) <= 9  # up to 8.25 pixels
+
+
 def test_the_policy_applies_the_audio_recipe_in_order_from_one_generator():
     batch = np.stack([audio_features(tone(frequency, seconds=1.0), CONFIG) for frequency in (300.0, 900.0, 2500.0)])
     targets = np.eye(3, dtype=np.float32)

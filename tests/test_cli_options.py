@@ -63,6 +63,10 @@ def test_the_views_a_bundle_averages_follow_its_training_augmentation(shape_data
     assert views(audio)["time_shift_frames"] == [-10, -5, 5, 10]  # 50 and 100 ms of 10 ms hops
     assert views(audio, "--no-augment")["time_shift_frames"] == []
     assert views(image)["pixel_shifts"] and not views(image)["average_mirrored"]
+    assert max(abs(move) for shift in views(image)["pixel_shifts"] for move in shift) == 3  # 1/16 of 48 pixels
+    # never further than training moved its images: 1.5 pixels, so whole-pixel views of 1; none without moves
+    assert max(abs(move) for shift in views(image, "--translation", "0.03125")["pixel_shifts"] for move in shift) == 1
+    assert views(image, "--translation", "0")["pixel_shifts"] == []
     assert views(image, "--horizontal-flip")["average_mirrored"]  # mirrors only when trained on mirrors
     assert views(image, "--horizontal-flip", "--no-augment") == {
         "average_mirrored": False,
@@ -101,6 +105,8 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
         ["--random-erasing", "1"],
         ["--rotation", "-5"],
         ["--zoom", "0.5"],
+        ["--translation", "0.6"],
+        ["--translation", "0.1"],  # an image option on audio
         ["--validation-percent", "100"],
         ["--test-percent", "nan"],
         ["--learning-rate", "-1"],

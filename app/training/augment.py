@@ -172,10 +172,11 @@ def jitter_images(
     horizontal_flip: bool,
     rotation_degrees: float = 10.0,
     zoom: float = 0.1,
+    translation: float = 0.125,
 ) -> np.ndarray:
     """Random small affine changes of (batch, height, width, channels) images: rotation up to
-    rotation_degrees, scale 1 ± zoom, translation up to 1/8 of the size (edge pixels repeat), and optional
-    left-right flips.
+    rotation_degrees, scale 1 ± zoom, a move of up to `translation` × the size in each direction (edge pixels
+    repeat), and optional left-right flips.
     """
     output = np.empty_like(batch)
     height, width = batch.shape[1], batch.shape[2]
@@ -183,7 +184,7 @@ def jitter_images(
     for index in range(batch.shape[0]):
         angle = np.deg2rad(rng.uniform(-rotation_degrees, rotation_degrees))
         scale = rng.uniform(1.0 - zoom, 1.0 + zoom)
-        shift = rng.uniform(-1, 1, size=2) * np.array([height, width]) / 8
+        shift = rng.uniform(-1, 1, size=2) * np.array([height, width]) * translation
         # affine_transform maps output coordinates to input ones: inverse rotation and scale.
         matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / scale
         offset = centre - matrix @ (centre + shift)

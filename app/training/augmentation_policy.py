@@ -66,7 +66,14 @@ def _augment_spectrograms(
 
 
 def _augment_images(rng: np.random.Generator, batch: np.ndarray, train_config: TrainConfig) -> np.ndarray:
-    batch = jitter_images(rng, batch, train_config.horizontal_flip, train_config.rotation_degrees, train_config.zoom)
+    batch = jitter_images(
+        rng,
+        batch,
+        horizontal_flip=train_config.horizontal_flip,
+        rotation_degrees=train_config.rotation_degrees,
+        zoom=train_config.zoom,
+        translation=train_config.translation,
+    )
     if train_config.random_erasing > 0:
         batch = erase_patches(rng, batch, train_config.random_erasing)
     return batch

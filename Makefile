@@ -100,5 +100,5 @@ models: models-data install
 	$(BIN)/python -m app train $(MNIST) --out models/mnist --image-size 28x28 --channels 1 --background dark --center-content --extra-train-data data/sklearn-digits --force
 	$(BIN)/python -m app calibrate models/mnist $(MNIST) --familiarity max_score
 	$(BIN)/python -m app train $(CIFAR10_TRAIN) --out runs/cifar10-teacher --network teacher --image-size 32x32 --horizontal-flip --rotation 0 --zoom 0 --epochs 20 --batch-size 128 --validation-percent 5 --test-percent 0 --force
-	$(BIN)/python -m app train $(CIFAR10_TRAIN) --out models/cifar10 --extra-train-data $(CIFAR10) --distill-from runs/cifar10-teacher --image-size 48x48 --horizontal-flip --rotation 0 --zoom 0 --epochs 80 --weight-averaging --validation-percent 5 --test-percent 0 --force
+	$(BIN)/python -m app train $(CIFAR10_TRAIN) --out models/cifar10 --extra-train-data $(CIFAR10) --distill-from runs/cifar10-teacher --image-size 48x48 --horizontal-flip --rotation 0 --zoom 0 --translation 0.0625 --epochs 80 --weight-averaging --validation-percent 5 --test-percent 0 --force
 	$(BIN)/python -m app data samples
